@@ -1,0 +1,86 @@
+# mbgate - Modbus TCP/RTU to MQTT edge agent.
+# make | make check | make demo | make deps | make install | make deb | make bench
+
+VERSION    := 0.1.0
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+DESTDIR    ?=
+CC         ?= cc
+PKG_CONFIG ?= pkg-config
+PYTHON     ?= /usr/bin/python3
+
+CFLAGS   ?= -O2 -g
+B        ?= build
+
+PKGS     := libmodbus libmosquitto libconfig sqlite3 jansson libsystemd
+WARN     := -Wall -Wextra -Werror -Wno-format-truncation
+ALL_CPPFLAGS := -D_GNU_SOURCE -DMBGATE_VERSION=\"$(VERSION)\" -Isrc \
+                $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) $(CPPFLAGS)
+ALL_CFLAGS   := -std=gnu11 -pthread $(WARN) $(CFLAGS)
+LIBS     := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lm -pthread
+
+SRCS := $(wildcard src/*.c)
+OBJS := $(SRCS:src/%.c=$(B)/obj/%.o)
+
+# Debian packages the build, the tests and the demo need.
+DEPS_PKGS := build-essential pkg-config libmodbus-dev libmosquitto-dev \
+  libconfig-dev libsqlite3-dev libjansson-dev libsystemd-dev libcmocka-dev \
+  mosquitto mosquitto-clients python3-pytest python3-paho-mqtt \
+  python3-pymodbus python3-serial mbpoll socat sqlite3 clang
+
+.PHONY: all check unit integration asan demo deps install clean
+all: $(B)/mbgate
+
+$(B)/mbgate: $(OBJS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(B)/obj/%.o: src/%.c | $(B)/obj
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/obj $(B)/unit:
+	mkdir -p $@
+
+-include $(OBJS:.o=.d)
+
+# Unit tests: tests/unit/test_X.c linked with the modules it exercises.
+test_codec_DEPS    := codec
+test_plan_DEPS     := plan
+test_config_DEPS   := config codec plan
+test_setpoint_DEPS := setpoint codec
+test_payload_DEPS  := payload codec
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
+
+.SECONDEXPANSION:
+$(B)/unit/%: tests/unit/%.c $$(addprefix $(B)/obj/,$$(addsuffix .o,$$($$*_DEPS))) | $(B)/unit
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+
+unit: $(UNIT_TESTS)
+	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
+
+integration: $(B)/mbgate
+	cd tests/integration && MBGATE_BIN=$(abspath $(B)/mbgate) \
+	  $(PYTHON) -m pytest -q -x -p no:cacheprovider $(PYTEST_ARGS) .
+
+SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+asan:
+	$(MAKE) B=build/asan CFLAGS="$(SAN)" LDFLAGS="$(SAN)" unit integration
+
+check: deps
+	$(MAKE) unit integration
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(MAKE) asan
+
+deps:
+	@missing=$$(for p in $(DEPS_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+install: $(B)/mbgate
+	install -D -m 0755 $(B)/mbgate $(DESTDIR)$(BINDIR)/mbgate
+
+clean:
+	rm -rf build

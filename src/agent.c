@@ -1,0 +1,748 @@
+/* agent.c - the agent's event loop: samples in, messages out, commands back. */
+#include "agent.h"
+
+#include <errno.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <mqtt_protocol.h>
+#include <systemd/sd-daemon.h>
+
+#include "bus.h"
+#include "control.h"
+#include "log.h"
+#include "mqtt.h"
+#include "outbox.h"
+#include "payload.h"
+#include "setpoint.h"
+
+#define MSG_MAX (64 * 1024)
+
+typedef struct {
+    bool known, up;
+    int64_t ts;
+    char error[160];
+} dev_state;
+
+/* Where a command came from, so its result goes back there. */
+typedef struct {
+    char topic[CFG_TEXT_MAX * 2];   /* P/D/T/set/result */
+    char response_topic[CFG_TEXT_MAX * 2];
+    void *corr;
+    uint16_t corr_len;
+    char id[SP_ID_MAX + 1];
+    int64_t t0;                     /* mono ms received */
+    int client;                     /* control client id, or -1 for MQTT */
+} cmd_origin;
+
+typedef struct agent {
+    config *base;                   /* startup config: gateway, mqtt, buffer, control */
+    config *cfg;                    /* current devices and setpoint policy (SIGHUP) */
+    const char *path;
+    queue q;
+    bus *bus;
+    outbox *ob;
+    mqtt *mq;
+    control *ctl;
+    dev_state *states;
+    sp_bucket **buckets;            /* [device][tag] */
+    int sigfd;
+    bool stopping;
+    int64_t started_mono, started_wall;
+    int64_t next_status, next_notify;
+    uint64_t sp_ok, sp_rejected;
+    char sp_last[300];
+    int64_t sp_last_ts;
+    char status_topic[CFG_TEXT_MAX + 16];
+    int64_t pending_prev, pending_growing_since;
+} agent;
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static void publish_simple(agent *a, const char *topic, const char *payload, int qos, bool retain)
+{
+    int mid;
+    mqtt_publish(a->mq, topic, payload, (int)strlen(payload), qos, retain, NULL, &mid);
+}
+
+static void publish_device_state(agent *a, size_t i)
+{
+    char topic[CFG_TEXT_MAX * 2], body[512];
+    const dev_state *s = &a->states[i];
+    if (!s->known || !mqtt_is_connected(a->mq))
+        return;
+    snprintf(topic, sizeof topic, "%s/%s/status", a->base->mqtt.topic_prefix, a->cfg->devices[i].name);
+    if (payload_device_state(s->up, s->ts, s->error, body, sizeof body) > 0)
+        publish_simple(a, topic, body, 1, true);
+}
+
+static void status_json(agent *a, char *buf, size_t n)
+{
+    outbox_stats os;
+    outbox_stats_get(a->ob, &os);
+    size_t up = 0, down = 0;
+    for (size_t i = 0; i < a->cfg->ndevices; i++) {
+        if (a->states[i].known && a->states[i].up)
+            up++;
+        else if (a->states[i].known)
+            down++;
+    }
+    snprintf(buf, n,
+             "{\"state\":\"online\",\"ts\":%lld,\"version\":\"%s\",\"uptime_s\":%lld,"
+             "\"devices_up\":%zu,\"devices_down\":%zu,\"published\":%lld,\"acked\":%lld,"
+             "\"pending\":%lld,\"dropped\":%lld,\"setpoints_ok\":%llu,\"setpoints_rejected\":%llu}",
+             (long long)now_ms(), MBGATE_VERSION, (long long)(mono_ms() - a->started_mono) / 1000,
+             up, down, (long long)os.published, (long long)os.acked, (long long)os.pending,
+             (long long)os.dropped, (unsigned long long)a->sp_ok,
+             (unsigned long long)a->sp_rejected);
+}
+
+static void publish_status(agent *a)
+{
+    char body[1024];
+    if (!mqtt_is_connected(a->mq))
+        return;
+    status_json(a, body, sizeof body);
+    publish_simple(a, a->status_topic, body, 1, true);
+}
+
+/* ---- setpoints ---------------------------------------------------------- */
+
+static void result_payload(const bus_cmd *c, const char *id, char *buf, size_t n)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "ok", json_boolean(c->code == SP_OK));
+    if (c->code == SP_OK) {
+        char v[CODEC_STR_MAX * 6 + 16];
+        if (codec_format(&c->value, v, sizeof v) > 0)
+            json_object_set_new(o, "v", json_loads(v, JSON_DECODE_ANY, NULL));
+        json_object_set_new(o, "ts", json_integer(c->ts));
+    } else {
+        json_object_set_new(o, "error", json_string(setpoint_code_name(c->code)));
+        json_object_set_new(o, "detail", json_string(c->detail));
+    }
+    if (json_dumpb(o, buf, n - 1, JSON_COMPACT) == 0)
+        snprintf(buf, n, "{}");
+    else
+        buf[json_dumpb(o, NULL, 0, JSON_COMPACT)] = 0;
+    json_decref(o);
+}
+
+static void audit(agent *a, const bus_cmd *c, const char *dev, const char *tag,
+                  const char *shown, const char *id, double ms)
+{
+    char line[600];
+    if (c->code == SP_OK)
+        snprintf(line, sizeof line, "setpoint %s/%s = %s (id %s): ok in %.1f ms", dev, tag,
+                 shown, *id ? id : "-", ms);
+    else
+        snprintf(line, sizeof line, "setpoint %s/%s = %s (id %s): rejected: %s %s", dev, tag,
+                 shown, *id ? id : "-", setpoint_code_name(c->code), c->detail);
+    log_info("%s", line);
+    if (c->code == SP_OK)
+        a->sp_ok++;
+    else
+        a->sp_rejected++;
+    snprintf(a->sp_last, sizeof a->sp_last, "%s", line + 9);
+    a->sp_last_ts = now_ms();
+}
+
+static void send_result(agent *a, const bus_cmd *c, cmd_origin *o)
+{
+    char body[1024];
+    result_payload(c, o->id, body, sizeof body);
+    int mid;
+    mqtt_publish(a->mq, o->topic, body, (int)strlen(body), 1, false, NULL, &mid);
+    if (*o->response_topic) {
+        mosquitto_property *props = NULL;
+        if (o->corr)
+            mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, o->corr, o->corr_len);
+        mqtt_publish(a->mq, o->response_topic, body, (int)strlen(body), 1, false, props, &mid);
+        mosquitto_property_free_all(&props);
+    }
+}
+
+static void free_origin(cmd_origin *o)
+{
+    if (o) {
+        free(o->corr);
+        free(o);
+    }
+}
+
+static sp_bucket *bucket_for(agent *a, const cfg_device *d, const cfg_tag *t)
+{
+    return &a->buckets[d - a->cfg->devices][t - d->tags];
+}
+
+/* Split "P/D/T/set" into device and tag; -1 if it is not ours. */
+static int parse_set_topic(agent *a, const char *topic, char *dev, char *tag)
+{
+    size_t pl = strlen(a->base->mqtt.topic_prefix);
+    if (strncmp(topic, a->base->mqtt.topic_prefix, pl) != 0 || topic[pl] != '/')
+        return -1;
+    const char *p = topic + pl + 1, *s1 = strchr(p, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+    if (!s1 || !s2 || strcmp(s2, "/set") != 0 || s1 - p >= CFG_NAME_MAX || s2 - s1 - 1 >= CFG_NAME_MAX)
+        return -1;
+    memcpy(dev, p, (size_t)(s1 - p));
+    dev[s1 - p] = 0;
+    memcpy(tag, s1 + 1, (size_t)(s2 - s1 - 1));
+    tag[s2 - s1 - 1] = 0;
+    return 0;
+}
+
+static void on_message(void *ctx, const struct mosquitto_message *m, const mosquitto_property *props)
+{
+    agent *a = ctx;
+    char dev[CFG_NAME_MAX], tag[CFG_NAME_MAX];
+    if (parse_set_topic(a, m->topic, dev, tag) < 0)
+        return;
+    cmd_origin *o = calloc(1, sizeof *o);
+    bus_cmd *c = calloc(1, sizeof *c);
+    if (!o || !c) {
+        free(o);
+        free(c);
+        return;
+    }
+    o->client = -1;
+    o->t0 = mono_ms();
+    snprintf(o->topic, sizeof o->topic, "%s/result", m->topic);
+    char *rt = NULL;
+    if (mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &rt, false)) {
+        snprintf(o->response_topic, sizeof o->response_topic, "%s", rt);
+        free(rt);
+        mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &o->corr, &o->corr_len, false);
+    }
+    const cfg_device *d = config_device(a->cfg, dev);
+    const cfg_tag *t = d ? config_tag(d, tag) : NULL;
+    sp_command cmd;
+    char shown[80];
+    snprintf(shown, sizeof shown, "%.*s", m->payloadlen > 60 ? 60 : m->payloadlen,
+             m->payload ? (const char *)m->payload : "");
+    for (char *p = shown; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            *p = '?';
+    sp_code code = setpoint_parse(m->payload ? m->payload : "", (size_t)m->payloadlen, &cmd,
+                                  c->detail, sizeof c->detail);
+    snprintf(o->id, sizeof o->id, "%s", cmd.id);
+    if (code == SP_OK) {
+        sp_policy pol = { a->cfg->setpoints.enabled, a->cfg->setpoints.accept_retained,
+                          a->cfg->setpoints.max_age_s, m->retain, now_ms() };
+        code = setpoint_check(t, &pol, &cmd, c->detail, sizeof c->detail);
+    }
+    if (code == SP_OK && !setpoint_rate_ok(bucket_for(a, d, t), a->cfg->setpoints.max_rate, mono_ms())) {
+        code = SP_RATE_LIMITED;
+        snprintf(c->detail, sizeof c->detail, "more than %u commands per second", a->cfg->setpoints.max_rate);
+    }
+    if (code != SP_OK) {
+        c->code = code;
+        audit(a, c, dev, tag, shown, o->id, 0);
+        send_result(a, c, o);
+        free_origin(o);
+        free(c);
+        return;
+    }
+    c->op = CMD_WRITE;
+    c->dev = d;
+    c->tag = t;
+    c->raw = cmd.raw;
+    c->deadline = o->t0 + (int64_t)d->timeout_ms * (d->retries + 1);
+    c->origin = o;
+    bus_submit(a->bus, c);
+}
+
+static void command_done(agent *a, bus_cmd *c)
+{
+    cmd_origin *o = c->origin;
+    if (o->client >= 0) {
+        control_reply_cmd(a->ctl, o->client, c);
+    } else {
+        char shown[CODEC_STR_MAX * 6 + 16];
+        codec_value eng;
+        codec_scale(&c->raw, c->tag->scale, c->tag->offset, &eng);
+        codec_format(&eng, shown, sizeof shown);
+        audit(a, c, c->dev->name, c->tag->name, shown, o->id, (double)(mono_ms() - o->t0));
+        send_result(a, c, o);
+    }
+    free_origin(o);
+    free(c);
+}
+
+/* ---- control socket hooks ----------------------------------------------- */
+
+static json_t *health(agent *a, const outbox_stats *os, const mqtt_stats *ms)
+{
+    json_t *reasons = json_array();
+    int code = 0;
+    size_t down = 0;
+    for (size_t i = 0; i < a->cfg->ndevices; i++)
+        if (a->states[i].known && !a->states[i].up) {
+            char r[CFG_NAME_MAX + 8];
+            snprintf(r, sizeof r, "%s down", a->cfg->devices[i].name);
+            json_array_append_new(reasons, json_string(r));
+            down++;
+            code = 1;
+        }
+    if (!ms->connected) {
+        json_array_append_new(reasons, json_string("broker disconnected"));
+        code = code < 1 ? 1 : code;
+    }
+    if (a->pending_growing_since) {
+        json_array_append_new(reasons, json_string("backlog growing"));
+        code = code < 1 ? 1 : code;
+    }
+    if (os->dropping || os->disk_full) {
+        json_array_append_new(reasons, json_string(os->disk_full ? "disk full: outbox in memory"
+                                                                   : "outbox dropping samples"));
+        code = 2;
+    }
+    if (a->cfg->ndevices && down == a->cfg->ndevices) {
+        json_array_append_new(reasons, json_string("every device down"));
+        code = 2;
+    }
+    static const char *names[] = { "OK", "WARNING", "CRITICAL" };
+    return json_pack("{s:i,s:s,s:o}", "code", code, "status", names[code], "reasons", reasons);
+}
+
+static json_t *hook_status(void *ctx)
+{
+    agent *a = ctx;
+    outbox_stats os;
+    mqtt_stats ms;
+    outbox_stats_get(a->ob, &os);
+    mqtt_stats_get(a->mq, &ms);
+    json_t *devs = json_array();
+    for (size_t i = 0; i < a->cfg->ndevices; i++) {
+        bus_dev_stats d = { 0 };
+        bus_device_stats(a->bus, a->cfg->devices[i].name, &d);
+        const dev_state *s = &a->states[i];
+        json_array_append_new(devs, json_pack(
+            "{s:s,s:s,s:I,s:i,s:f,s:f,s:I,s:I,s:I,s:s,s:I}",
+            "name", a->cfg->devices[i].name,
+            "state", !s->known ? "unknown" : s->up ? "up" : "down",
+            "last_good_ts", (json_int_t)d.last_good_ts, "poll_ms", (int)d.poll_ms,
+            "latency_p50_ms", d.p50_ms, "latency_p99_ms", d.p99_ms,
+            "polls", (json_int_t)d.polls, "errors", (json_int_t)d.errors,
+            "skipped", (json_int_t)d.skipped, "last_error", d.last_error,
+            "last_error_ts", (json_int_t)d.last_error_ts));
+    }
+    return json_pack(
+        "{s:s,s:s,s:I,s:o,"
+        "s:{s:b,s:s,s:I,s:I,s:I,s:I,s:I,s:s,s:I},"
+        "s:{s:I,s:I,s:I,s:I,s:b,s:b,s:b},"
+        "s:o,s:{s:I,s:I,s:s,s:I}}",
+        "version", MBGATE_VERSION, "gateway", a->base->gateway.id,
+        "uptime_s", (json_int_t)((mono_ms() - a->started_mono) / 1000),
+        "health", health(a, &os, &ms),
+        "broker", "connected", ms.connected, "address", ms.broker, "since_ts", (json_int_t)ms.since,
+        "reconnects", (json_int_t)ms.reconnects, "published", (json_int_t)os.published,
+        "acked", (json_int_t)os.acked, "inflight", (json_int_t)os.inflight,
+        "last_error", ms.last_error, "last_error_ts", (json_int_t)ms.last_error_ts,
+        "outbox", "pending", (json_int_t)os.pending, "oldest_ts", (json_int_t)os.oldest_ts,
+        "file_bytes", (json_int_t)os.file_bytes, "dropped", (json_int_t)os.dropped,
+        "dropping", os.dropping, "disk_full", os.disk_full, "growing", a->pending_growing_since != 0,
+        "devices", devs,
+        "setpoints", "ok", (json_int_t)a->sp_ok, "rejected", (json_int_t)a->sp_rejected,
+        "last", a->sp_last, "last_ts", (json_int_t)a->sp_last_ts);
+}
+
+static json_t *reply_error(sp_code code, const char *detail)
+{
+    return json_pack("{s:b,s:s,s:s}", "ok", 0, "error", setpoint_code_name(code), "detail", detail);
+}
+
+static json_t *hook_submit(void *ctx, int client, const char *op, const json_t *req)
+{
+    agent *a = ctx;
+    const char *dn = json_string_value(json_object_get(req, "device"));
+    const cfg_device *d = dn ? config_device(a->cfg, dn) : NULL;
+    if (!d)
+        return json_pack("{s:b,s:s,s:s}", "ok", 0, "error", "unknown_device",
+                         "detail", dn ? dn : "no device given");
+    bus_cmd *c = calloc(1, sizeof *c);
+    cmd_origin *o = calloc(1, sizeof *o);
+    if (!c || !o) {
+        free(c);
+        free(o);
+        return reply_error(SP_TIMEOUT, "out of memory");
+    }
+    o->client = client;
+    o->t0 = mono_ms();
+    c->dev = d;
+    c->origin = o;
+    c->deadline = o->t0 + (int64_t)d->timeout_ms * (d->retries + 1);
+    json_t *err = NULL;
+    if (strcmp(op, "probe") == 0) {
+        const char *tn = json_string_value(json_object_get(req, "table"));
+        json_int_t addr = json_integer_value(json_object_get(req, "address"));
+        json_int_t cnt = json_integer_value(json_object_get(req, "count"));
+        c->op = CMD_PROBE;
+        if (!tn || config_table_parse(tn, &c->table) < 0)
+            err = reply_error(SP_BAD_PAYLOAD, "table must be coil, discrete, input or holding");
+        else if (addr < 0 || cnt < 1 || cnt > BUS_PROBE_MAX || addr + cnt > 65536)
+            err = reply_error(SP_BAD_PAYLOAD, "address 0..65535 and count 1..125 expected");
+        c->addr = (unsigned)addr;
+        c->count = (unsigned)cnt;
+    } else {
+        const char *tn = json_string_value(json_object_get(req, "tag"));
+        c->tag = tn ? config_tag(d, tn) : NULL;
+        c->op = strcmp(op, "write") == 0 ? CMD_WRITE : CMD_READ;
+        if (!c->tag) {
+            err = reply_error(SP_UNKNOWN_TAG, tn ? tn : "no tag given");
+        } else if (c->op == CMD_WRITE) {
+            /* the same validation as an MQTT setpoint */
+            sp_command cmd;
+            char detail[256], *text = json_dumps(json_object_get(req, "value"), JSON_ENCODE_ANY);
+            sp_code code = text ? setpoint_parse(text, strlen(text), &cmd, detail, sizeof detail)
+                                : SP_BAD_PAYLOAD;
+            free(text);
+            if (code == SP_OK) {
+                sp_policy pol = { a->cfg->setpoints.enabled, true, 0, false, now_ms() };
+                code = setpoint_check(c->tag, &pol, &cmd, detail, sizeof detail);
+            }
+            if (code != SP_OK)
+                err = reply_error(code, detail);
+            c->raw = cmd.raw;
+        }
+    }
+    if (err) {
+        free(c);
+        free(o);
+        return err;
+    }
+    bus_submit(a->bus, c);
+    return NULL;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static void handle_events(agent *a)
+{
+    queue_item *it = queue_take(&a->q);
+    sample *batch = NULL, **tail = &batch;
+    while (it) {
+        queue_item *next = it->next;
+        if (it->kind == EV_SAMPLES) {
+            bus_samples *e = (bus_samples *)it;
+            *tail = e->list;
+            while (*tail)
+                tail = &(*tail)->next;
+            free(e);
+        } else if (it->kind == EV_STATE) {
+            bus_state *e = (bus_state *)it;
+            const cfg_device *d = config_device(a->cfg, e->dev);
+            if (d) {
+                size_t i = (size_t)(d - a->cfg->devices);
+                a->states[i] = (dev_state){ true, e->up, e->ts, "" };
+                snprintf(a->states[i].error, sizeof a->states[i].error, "%s", e->error);
+                publish_device_state(a, i);
+            }
+            free(e);
+        } else {
+            command_done(a, (bus_cmd *)it);
+        }
+        it = next;
+    }
+    /* everything that arrived together is one transaction */
+    outbox_add(a->ob, batch);
+}
+
+static void publish_pending(agent *a)
+{
+    static char topic[CFG_TEXT_MAX * 3], body[MSG_MAX];
+    sample *s;
+    while ((s = outbox_next(a->ob, mono_ms()))) {
+        int mid = 0, len = payload_sample(s, body, sizeof body);
+        if (len < 0 || payload_topic(a->base->mqtt.topic_prefix, s, topic, sizeof topic) < 0 ||
+            mqtt_publish(a->mq, topic, body, len, a->base->mqtt.qos, a->base->mqtt.retain, NULL, &mid) < 0) {
+            outbox_failed(a->ob, s);
+            return;
+        }
+        outbox_sent(a->ob, s, mid);
+    }
+}
+
+static void on_connected(void *ctx)
+{
+    agent *a = ctx;
+    char birth[256], sub[CFG_TEXT_MAX + 16];
+    snprintf(birth, sizeof birth, "{\"state\":\"online\",\"ts\":%lld,\"version\":\"%s\"}",
+             (long long)now_ms(), MBGATE_VERSION);
+    publish_simple(a, a->status_topic, birth, 1, true);
+    for (size_t i = 0; i < a->cfg->ndevices; i++)
+        publish_device_state(a, i);
+    if (a->cfg->setpoints.enabled) {
+        snprintf(sub, sizeof sub, "%s/+/+/set", a->base->mqtt.topic_prefix);
+        mqtt_subscribe(a->mq, sub, 1);
+    }
+    outbox_connected(a->ob, true);
+    a->next_status = mono_ms() + (int64_t)a->base->status.publish_interval_s * 1000;
+}
+
+static void on_disconnected(void *ctx) { outbox_connected(((agent *)ctx)->ob, false); }
+
+static void on_acked(void *ctx, int mid) { outbox_acked(((agent *)ctx)->ob, mid); }
+
+/* ---- life cycle --------------------------------------------------------- */
+
+static int alloc_device_state(agent *a)
+{
+    a->states = calloc(a->cfg->ndevices + 1, sizeof *a->states);
+    a->buckets = calloc(a->cfg->ndevices + 1, sizeof *a->buckets);
+    if (!a->states || !a->buckets)
+        return -1;
+    for (size_t i = 0; i < a->cfg->ndevices; i++) {
+        a->buckets[i] = calloc(a->cfg->devices[i].ntags + 1, sizeof **a->buckets);
+        if (!a->buckets[i])
+            return -1;
+    }
+    return 0;
+}
+
+static void free_device_state(agent *a)
+{
+    if (a->buckets)
+        for (size_t i = 0; i < a->cfg->ndevices; i++)
+            free(a->buckets[i]);
+    free(a->buckets);
+    free(a->states);
+    a->buckets = NULL;
+    a->states = NULL;
+}
+
+/* Stop the link threads and take in what they produced. */
+static void stop_bus(agent *a)
+{
+    bus_stop(a->bus);
+    a->bus = NULL;
+    handle_events(a);
+}
+
+static void reload(agent *a)
+{
+    char err[8192] = "";
+    log_info("reloading %s", a->path);
+    config *n = config_load(a->path, err, sizeof err);
+    if (!n) {
+        log_error("reload refused, the running configuration stays:\n%s", err);
+        return;
+    }
+    if (strcmp(n->mqtt.topic_prefix, a->base->mqtt.topic_prefix) != 0 ||
+        strcmp(n->gateway.state_dir, a->base->gateway.state_dir) != 0 ||
+        strcmp(n->control.socket, a->base->control.socket) != 0 ||
+        n->mqtt.nbrokers != a->base->mqtt.nbrokers ||
+        strcmp(n->mqtt.brokers[0].host, a->base->mqtt.brokers[0].host) != 0 ||
+        n->mqtt.brokers[0].port != a->base->mqtt.brokers[0].port)
+        log_warn("reload: gateway, mqtt, buffer and control settings take effect at the next restart");
+    stop_bus(a);
+    free_device_state(a);
+    if (a->cfg != a->base)
+        config_free(a->cfg);
+    a->cfg = n;
+    if (alloc_device_state(a) < 0 || !(a->bus = bus_start(a->cfg, &a->q, err, sizeof err))) {
+        log_error("reload: %s", *err ? err : "out of memory");
+        a->stopping = true;
+        return;
+    }
+    log_info("reloaded: %zu devices", a->cfg->ndevices);
+    if (mqtt_is_connected(a->mq))
+        on_connected(a);
+}
+
+static void notify(agent *a, int64_t now)
+{
+    if (now < a->next_notify)
+        return;
+    a->next_notify = now + 1000;
+    outbox_stats os;
+    outbox_stats_get(a->ob, &os);
+    /* backlog growing: pending rose over the last 10 s while we cannot deliver */
+    if (os.pending > a->pending_prev && !mqtt_is_connected(a->mq)) {
+        if (!a->pending_growing_since)
+            a->pending_growing_since = now;
+    } else if (os.pending <= a->pending_prev || mqtt_is_connected(a->mq)) {
+        a->pending_growing_since = 0;
+    }
+    a->pending_prev = os.pending;
+    size_t up = 0;
+    for (size_t i = 0; i < a->cfg->ndevices; i++)
+        up += a->states[i].known && a->states[i].up;
+    /* the watchdog is fed only while every link thread makes progress */
+    bool alive = now - bus_oldest_progress(a->bus) < 60000;
+    sd_notifyf(0, "%sSTATUS=%zu/%zu devices up, broker %s, %lld pending, %lld dropped",
+               alive ? "WATCHDOG=1\n" : "", up, a->cfg->ndevices,
+               mqtt_is_connected(a->mq) ? "connected" : "disconnected",
+               (long long)os.pending, (long long)os.dropped);
+}
+
+static int open_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    /* block before any thread starts, so that only signalfd sees them */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* a file size limit must give EFBIG, not death */
+    return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+static void handle_signal(agent *a)
+{
+    struct signalfd_siginfo si;
+    while (read(a->sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGHUP) {
+            sd_notify(0, "RELOADING=1");
+            reload(a);
+            sd_notify(0, "READY=1");
+        } else {
+            log_info("%s: shutting down", si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+            a->stopping = true;
+        }
+    }
+}
+
+static void loop(agent *a)
+{
+    struct pollfd fds[3 + CONTROL_MAX_CLIENTS + 1];
+    while (!a->stopping) {
+        int n = 0;
+        fds[n++] = (struct pollfd){ queue_fd(&a->q), POLLIN, 0 };
+        fds[n++] = (struct pollfd){ a->sigfd, POLLIN, 0 };
+        int mfd = mqtt_fd(a->mq), mi = -1;
+        if (mfd >= 0) {
+            mi = n;
+            fds[n++] = (struct pollfd){ mfd, (short)(POLLIN | (mqtt_want_write(a->mq) ? POLLOUT : 0)), 0 };
+        }
+        int ci = n;
+        if (a->ctl)
+            n += control_pollfds(a->ctl, fds + n, (int)(sizeof fds / sizeof *fds) - n);
+        int timeout = mqtt_timeout(a->mq);
+        if (timeout > 100)
+            timeout = 100; /* outbox batches are flushed at least every 100 ms */
+        if (poll(fds, (nfds_t)n, timeout) < 0 && errno != EINTR) {
+            log_error("poll: %s", strerror(errno));
+            break;
+        }
+        if (fds[1].revents)
+            handle_signal(a);
+        if (fds[0].revents)
+            handle_events(a);
+        mqtt_io(a->mq, mi >= 0 ? fds[mi].revents : 0);
+        if (a->ctl)
+            control_handle(a->ctl, fds + ci, n - ci);
+        publish_pending(a);
+        int64_t now = mono_ms();
+        outbox_tick(a->ob, now);
+        if (a->base->status.publish_interval_s && now >= a->next_status && mqtt_is_connected(a->mq)) {
+            a->next_status = now + (int64_t)a->base->status.publish_interval_s * 1000;
+            publish_status(a);
+        }
+        notify(a, now);
+    }
+}
+
+static void shutdown_agent(agent *a)
+{
+    sd_notify(0, "STOPPING=1");
+    if (a->bus)
+        stop_bus(a);
+    if (mqtt_is_connected(a->mq)) {
+        /* give what is queued a moment to go out, then say goodbye */
+        int64_t end = mono_ms() + 2000;
+        while (mono_ms() < end && mqtt_is_connected(a->mq)) {
+            publish_pending(a);
+            outbox_stats os;
+            outbox_stats_get(a->ob, &os);
+            if (os.inflight == 0)
+                break;
+            struct pollfd p = { mqtt_fd(a->mq), (short)(POLLIN | (mqtt_want_write(a->mq) ? POLLOUT : 0)), 0 };
+            poll(&p, 1, 50);
+            mqtt_io(a->mq, p.revents);
+        }
+        publish_simple(a, a->status_topic, "{\"state\":\"offline\"}", 1, true);
+        mqtt_shutdown(a->mq, 2000);
+    }
+    outbox_tick(a->ob, mono_ms());
+}
+
+int agent_run(const char *path)
+{
+    agent a = { .path = path, .sigfd = -1 };
+    char err[8192] = "";
+    int rc = 1;
+    a.started_mono = mono_ms();
+    a.started_wall = now_ms();
+    a.base = a.cfg = config_load(path, err, sizeof err);
+    if (!a.cfg) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    log_set_level((int[]){ LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG }[a.cfg->gateway.log_level]);
+    snprintf(a.status_topic, sizeof a.status_topic, "%s/status", a.cfg->mqtt.topic_prefix);
+    a.sigfd = open_signals();
+    if (a.sigfd < 0 || queue_init(&a.q) < 0) {
+        log_error("cannot set up signals/queue: %s", strerror(errno));
+        goto out_cfg;
+    }
+    if (alloc_device_state(&a) < 0)
+        goto out_q;
+    if (!(a.ob = outbox_open(a.cfg, err, sizeof err))) {
+        log_error("%s", err);
+        goto out_q;
+    }
+    mqtt_callbacks cb = { on_connected, on_disconnected, on_acked, on_message };
+    if (!(a.mq = mqtt_new(a.cfg, &cb, &a, a.status_topic, "{\"state\":\"offline\"}", err, sizeof err))) {
+        log_error("%s", err);
+        goto out_ob;
+    }
+    control_hooks hooks = { hook_status, hook_submit };
+    if (*a.cfg->control.socket &&
+        !(a.ctl = control_open(a.cfg->control.socket, &hooks, &a, err, sizeof err)))
+        log_error("%s (status, read, write and probe will not work)", err);
+    if (!(a.bus = bus_start(a.cfg, &a.q, err, sizeof err))) {
+        log_error("%s", err);
+        goto out_all;
+    }
+    log_info("mbgate %s started: %zu devices, broker %s:%u, prefix %s", MBGATE_VERSION,
+             a.cfg->ndevices, a.cfg->mqtt.brokers[0].host, a.cfg->mqtt.brokers[0].port,
+             a.cfg->mqtt.topic_prefix);
+    sd_notify(0, "READY=1");
+    loop(&a);
+    shutdown_agent(&a);
+    rc = 0;
+out_all:
+    control_close(a.ctl);
+    mqtt_free(a.mq);
+out_ob:
+    outbox_close(a.ob);
+out_q:
+    if (a.bus)
+        bus_stop(a.bus);
+    for (queue_item *it = queue_take(&a.q), *n; it; it = n) {
+        n = it->next;
+        if (it->kind == EV_SAMPLES)
+            sample_free_list(((bus_samples *)it)->list);
+        free(it);
+    }
+    queue_destroy(&a.q);
+    free_device_state(&a);
+out_cfg:
+    if (a.sigfd >= 0)
+        close(a.sigfd);
+    if (a.cfg != a.base)
+        config_free(a.cfg);
+    config_free(a.base);
+    log_info("stopped");
+    return rc;
+}

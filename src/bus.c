@@ -1,0 +1,1063 @@
+/* bus.c - link threads: polling, commands, reconnects and device backoff. */
+#include "bus.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <modbus.h>
+
+#include "log.h"
+#include "plan.h"
+
+#define LINK_BACKOFF_MIN_MS 500
+#define LINK_BACKOFF_MAX_MS 10000
+#define DEV_BACKOFF_MIN_MS 1000
+#define DEV_BACKOFF_MAX_MS 30000
+#define LAT_N 256
+#define MAX_WAIT_MS 1000 /* wake at least this often, for the watchdog */
+
+typedef struct {
+    bool published;     /* a value has been published since the last bad one */
+    bool bad_sent;
+    double last_num;
+    char *last_text;    /* strings: last published text */
+    int64_t last_pub;   /* mono ms */
+} tag_state;
+
+typedef struct {
+    cfg_table table;
+    unsigned poll_ms;
+    plan_req *reqs;
+    int nreqs;
+    size_t *tags;       /* indexes into the device's tags */
+    size_t ntags;
+    int64_t due;        /* mono ms */
+} group;
+
+typedef struct {
+    const cfg_device *cfg;
+    group *groups;
+    size_t ngroups;
+    tag_state *ts;
+    bool state_known, up;
+    int64_t retry_at;   /* mono ms: backed off until then */
+    unsigned backoff_ms;
+    bool no_mask_write; /* FC22 refused once: use read + write */
+    /* statistics, read by the agent thread under the link's lock */
+    bus_dev_stats st;
+    double lat[LAT_N];
+    unsigned nlat, lat_pos;
+} device;
+
+typedef struct mblink {
+    bus *owner;
+    char key[CFG_PATH_MAX + 16];
+    const cfg_device *first;
+    device *devs;
+    size_t ndevs;
+    modbus_t *ctx;
+    bool connected;
+    bool down_logged;
+    int64_t connect_at;
+    unsigned backoff_ms;
+    int64_t last_frame;      /* mono us of the end of the last RTU frame */
+    unsigned timeouts_in_row;
+    int last_errno;          /* errno of the last failed transaction */
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t lock;    /* commands and statistics */
+    pthread_cond_t wake;
+    queue_item *cmds, **cmds_tail;
+    bool stop;
+    atomic_llong progress;
+    uint16_t *regs;          /* 65536 registers of scratch */
+    uint8_t *bits;
+} mblink;
+
+struct bus {
+    const config *cfg;
+    queue *out;
+    mblink *links;
+    size_t nlinks;
+};
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* ---- planning ---------------------------------------------------------- */
+
+static int build_groups(device *d, char *err, size_t errlen)
+{
+    const cfg_device *c = d->cfg;
+    d->groups = calloc(c->ntags ? c->ntags : 1, sizeof *d->groups);
+    d->ts = calloc(c->ntags ? c->ntags : 1, sizeof *d->ts);
+    if (!d->groups || !d->ts)
+        goto oom;
+    for (size_t i = 0; i < c->ntags; i++) {
+        const cfg_tag *t = &c->tags[i];
+        group *g = NULL;
+        for (size_t k = 0; k < d->ngroups; k++)
+            if (d->groups[k].table == t->table && d->groups[k].poll_ms == t->poll_ms)
+                g = &d->groups[k];
+        if (!g) {
+            g = &d->groups[d->ngroups++];
+            g->table = t->table;
+            g->poll_ms = t->poll_ms;
+            g->tags = calloc(c->ntags, sizeof *g->tags);
+            if (!g->tags)
+                goto oom;
+        }
+        g->tags[g->ntags++] = i;
+    }
+    for (size_t k = 0; k < d->ngroups; k++) {
+        group *g = &d->groups[k];
+        plan_item *items = calloc(g->ntags, sizeof *items);
+        g->reqs = calloc(g->ntags, sizeof *g->reqs);
+        if (!items || !g->reqs) {
+            free(items);
+            goto oom;
+        }
+        for (size_t j = 0; j < g->ntags; j++) {
+            items[j].addr = c->tags[g->tags[j]].address;
+            items[j].count = c->tags[g->tags[j]].count;
+        }
+        unsigned max = config_table_is_bits(g->table) ? c->max_read_bits : c->max_read_registers;
+        g->nreqs = plan_build(items, g->ntags, max, c->max_gap, g->reqs);
+        free(items);
+        if (g->nreqs < 0) {
+            snprintf(err, errlen, "%s: cannot plan reads of %s table", c->name,
+                     config_table_name(g->table));
+            return -1;
+        }
+    }
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+static void free_device(device *d)
+{
+    for (size_t k = 0; k < d->ngroups; k++) {
+        free(d->groups[k].reqs);
+        free(d->groups[k].tags);
+    }
+    if (d->ts)
+        for (size_t i = 0; i < d->cfg->ntags; i++)
+            free(d->ts[i].last_text);
+    free(d->groups);
+    free(d->ts);
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+static void emit_state(mblink *l, device *d, bool up, const char *error)
+{
+    if (d->state_known && d->up == up)
+        return;
+    pthread_mutex_lock(&l->lock);
+    d->state_known = true;
+    d->up = up;
+    d->st.known = true;
+    d->st.up = up;
+    pthread_mutex_unlock(&l->lock);
+    if (up)
+        log_info("%s: up (%s)", d->cfg->name, l->key);
+    else
+        log_warn("%s: down: %s", d->cfg->name, error);
+    bus_state *e = calloc(1, sizeof *e);
+    if (!e)
+        return;
+    e->q.kind = EV_STATE;
+    snprintf(e->dev, sizeof e->dev, "%s", d->cfg->name);
+    e->up = up;
+    e->ts = now_ms();
+    snprintf(e->error, sizeof e->error, "%s", up ? "" : error);
+    queue_push(l->owner->out, &e->q);
+}
+
+static void emit_samples(mblink *l, sample *list)
+{
+    if (!list)
+        return;
+    bus_samples *e = malloc(sizeof *e);
+    if (!e) {
+        sample_free_list(list);
+        return;
+    }
+    e->q.kind = EV_SAMPLES;
+    e->list = list;
+    queue_push(l->owner->out, &e->q);
+}
+
+static void note_error(mblink *l, device *d, const char *msg)
+{
+    pthread_mutex_lock(&l->lock);
+    d->st.errors++;
+    snprintf(d->st.last_error, sizeof d->st.last_error, "%s", msg);
+    d->st.last_error_ts = now_ms();
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void note_latency(mblink *l, device *d, double ms)
+{
+    pthread_mutex_lock(&l->lock);
+    d->lat[d->lat_pos] = ms;
+    d->lat_pos = (d->lat_pos + 1) % LAT_N;
+    if (d->nlat < LAT_N)
+        d->nlat++;
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- the link ---------------------------------------------------------- */
+
+static bool is_link_error(int e)
+{
+    return e == ECONNRESET || e == EPIPE || e == EBADF || e == ECONNREFUSED ||
+           e == ENOTCONN || e == EIO || e == ENXIO || e == ENODEV || e == EMBBADDATA;
+}
+
+static void link_close(mblink *l)
+{
+    if (l->ctx) {
+        modbus_close(l->ctx);
+        modbus_free(l->ctx);
+        l->ctx = NULL;
+    }
+    l->connected = false;
+}
+
+static void set_timeout(modbus_t *ctx, unsigned ms)
+{
+    modbus_set_response_timeout(ctx, ms / 1000, (ms % 1000) * 1000);
+}
+
+static modbus_t *link_new_ctx(mblink *l)
+{
+    const cfg_device *c = l->first;
+    if (c->transport == TRANSPORT_TCP) {
+        char port[16];
+        snprintf(port, sizeof port, "%u", c->port);
+        return modbus_new_tcp_pi(c->host, port);
+    }
+    modbus_t *ctx = modbus_new_rtu(c->serial, (int)c->baud, c->parity, (int)c->data_bits,
+                                   (int)c->stop_bits);
+    return ctx;
+}
+
+/* Try to (re)open the link; on failure every device on it goes down. */
+static void link_connect(mblink *l, int64_t now)
+{
+    char msg[200];
+    l->ctx = link_new_ctx(l);
+    if (!l->ctx) {
+        snprintf(msg, sizeof msg, "%s: cannot create context: %s", l->key, modbus_strerror(errno));
+        goto fail;
+    }
+    set_timeout(l->ctx, l->first->timeout_ms);
+    if (modbus_connect(l->ctx) < 0) {
+        snprintf(msg, sizeof msg, "connect %s: %s", l->key + 4, modbus_strerror(errno));
+        goto fail;
+    }
+    if (l->first->transport == TRANSPORT_RTU && l->first->rs485 &&
+        modbus_rtu_set_serial_mode(l->ctx, MODBUS_RTU_RS485) < 0)
+        log_warn("%s: RS-485 mode not supported by the port (%s); using RS-232 mode",
+                 l->key, modbus_strerror(errno));
+    l->connected = true;
+    l->backoff_ms = 0;
+    l->timeouts_in_row = 0;
+    if (l->down_logged)
+        log_info("%s: link reconnected", l->key);
+    l->down_logged = false;
+    return;
+fail:
+    link_close(l);
+    l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : LINK_BACKOFF_MIN_MS;
+    if (l->backoff_ms > LINK_BACKOFF_MAX_MS)
+        l->backoff_ms = LINK_BACKOFF_MAX_MS;
+    l->connect_at = now + l->backoff_ms;
+    if (!l->down_logged)
+        log_warn("%s: link down: %s (retrying every %.1f s at most)", l->key, msg,
+                 LINK_BACKOFF_MAX_MS / 1000.0);
+    l->down_logged = true;
+    for (size_t i = 0; i < l->ndevs; i++) {
+        note_error(l, &l->devs[i], msg);
+        emit_state(l, &l->devs[i], false, msg);
+    }
+}
+
+/* Wait out the RTU inter-frame silence (libmodbus does not enforce it). */
+static void frame_gap(mblink *l, const cfg_device *c)
+{
+    if (c->transport != TRANSPORT_RTU || !l->last_frame)
+        return;
+    int64_t wait = l->last_frame + c->frame_gap_us - mono_us();
+    if (wait > 0) {
+        struct timespec ts = { wait / 1000000, (wait % 1000000) * 1000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+typedef enum { IO_OK, IO_TIMEOUT, IO_EXCEPTION, IO_LINK } io_result;
+
+/* Run one Modbus transaction for device d with retries. */
+typedef int (*modbus_op)(modbus_t *, const void *arg);
+
+static io_result classify(int e)
+{
+    if (e == ETIMEDOUT)
+        return IO_TIMEOUT;
+    if (e >= EMBXILFUN && e <= EMBXGTAR)
+        return IO_EXCEPTION;
+    if (is_link_error(e))
+        return IO_LINK;
+    return IO_TIMEOUT; /* CRC and framing garbage behave like no answer */
+}
+
+typedef struct {
+    int fc;             /* 1,2,3,4 read; 5,6,15,16 write; 22 mask */
+    unsigned addr, count;
+    uint16_t *regs;
+    uint8_t *bits;
+    uint16_t and_mask, or_mask;
+} xfer;
+
+static int do_xfer(modbus_t *ctx, const xfer *x)
+{
+    switch (x->fc) {
+    case 1: return modbus_read_bits(ctx, (int)x->addr, (int)x->count, x->bits);
+    case 2: return modbus_read_input_bits(ctx, (int)x->addr, (int)x->count, x->bits);
+    case 3: return modbus_read_registers(ctx, (int)x->addr, (int)x->count, x->regs);
+    case 4: return modbus_read_input_registers(ctx, (int)x->addr, (int)x->count, x->regs);
+    case 5: return modbus_write_bit(ctx, (int)x->addr, x->bits[0]);
+    case 6: return modbus_write_register(ctx, (int)x->addr, x->regs[0]);
+    case 15: return modbus_write_bits(ctx, (int)x->addr, (int)x->count, x->bits);
+    case 16: return modbus_write_registers(ctx, (int)x->addr, (int)x->count, x->regs);
+    case 22: return modbus_mask_write_register(ctx, (int)x->addr, x->and_mask, x->or_mask);
+    }
+    errno = EINVAL;
+    return -1;
+}
+
+static const char *fc_name(int fc)
+{
+    switch (fc) {
+    case 1: return "read coils";
+    case 2: return "read discrete";
+    case 3: return "read holding";
+    case 4: return "read input";
+    case 5: return "write coil";
+    case 6: return "write register";
+    case 15: return "write coils";
+    case 16: return "write registers";
+    default: return "mask write";
+    }
+}
+
+static io_result transact(mblink *l, device *d, const xfer *x, char *msg, size_t mlen)
+{
+    const cfg_device *c = d->cfg;
+    int e = 0;
+    if (!l->connected) {
+        snprintf(msg, mlen, "%s: link down", c->name);
+        return IO_LINK;
+    }
+    modbus_set_slave(l->ctx, (int)c->unit_id);
+    set_timeout(l->ctx, c->timeout_ms);
+    for (unsigned attempt = 0; attempt <= c->retries; attempt++) {
+        frame_gap(l, c);
+        int64_t t0 = mono_us();
+        int rc = do_xfer(l->ctx, x);
+        e = errno;
+        l->last_frame = mono_us();
+        atomic_store(&l->progress, mono_ms());
+        if (rc >= 0) {
+            note_latency(l, d, (double)(l->last_frame - t0) / 1000.0);
+            l->timeouts_in_row = 0;
+            return IO_OK;
+        }
+        io_result r = classify(e);
+        if (r == IO_EXCEPTION || r == IO_LINK)
+            break;
+        modbus_flush(l->ctx); /* a late answer must not be taken for the next one */
+    }
+    io_result r = classify(e);
+    l->last_errno = e;
+    if (r == IO_TIMEOUT)
+        snprintf(msg, mlen, "%s: %s %u..%u: timeout after %u ms", c->name, fc_name(x->fc),
+                 x->addr, x->addr + x->count - 1, c->timeout_ms);
+    else
+        snprintf(msg, mlen, "%s: %s %u..%u: %s", c->name, fc_name(x->fc), x->addr,
+                 x->addr + x->count - 1, modbus_strerror(e));
+    if (r == IO_LINK ||
+        (r == IO_TIMEOUT && c->transport == TRANSPORT_TCP && ++l->timeouts_in_row >= 2)) {
+        /* broken or half-open connection: start afresh rather than keep
+         * talking into a dead socket (libmodbus keeps failing after EPIPE) */
+        if (!l->down_logged)
+            log_warn("%s: closing link: %s", l->key, msg);
+        l->down_logged = true;
+        link_close(l);
+        l->connect_at = mono_ms() + LINK_BACKOFF_MIN_MS;
+        l->backoff_ms = LINK_BACKOFF_MIN_MS;
+    }
+    return r;
+}
+
+/* ---- polling ----------------------------------------------------------- */
+
+static char *json_value(const codec_value *v, char *buf, size_t n)
+{
+    if (codec_format(v, buf, n) < 0)
+        snprintf(buf, n, "null");
+    return buf;
+}
+
+/* Should this good value be published now (deadband, heartbeat)? */
+static bool passes_filter(const cfg_tag *t, tag_state *s, const codec_value *v,
+                          const char *text, int64_t now)
+{
+    if (!s->published || !t->has_deadband)
+        return true;
+    if (t->heartbeat_s && now - s->last_pub >= (int64_t)t->heartbeat_s * 1000)
+        return true;
+    double x = codec_number(v);
+    if (isnan(x))
+        return !s->last_text || strcmp(s->last_text, text) != 0;
+    double dv = fabs(x - s->last_num);
+    return t->deadband == 0 ? x != s->last_num : dv > t->deadband;
+}
+
+static void remember(tag_state *s, const codec_value *v, const char *text, int64_t now)
+{
+    s->published = true;
+    s->bad_sent = false;
+    s->last_num = codec_number(v);
+    s->last_pub = now;
+    if (v->kind == CV_STR) {
+        free(s->last_text);
+        s->last_text = strdup(text);
+    }
+}
+
+static int decode_tag(const cfg_tag *t, const uint16_t *regs, const uint8_t *bits,
+                      codec_value *eng)
+{
+    codec_value raw;
+    if (config_table_is_bits(t->table)) {
+        raw.kind = CV_BOOL;
+        raw.b = bits[t->address] != 0;
+    } else if (codec_decode(&regs[t->address], t->type, t->order, t->length, t->bit, &raw) < 0) {
+        return -1;
+    }
+    codec_scale(&raw, t->scale, t->offset, eng);
+    return 0;
+}
+
+/* Build samples for a group's tags; ok[j] says whether tag j was read. */
+static sample *group_samples(mblink *l, device *d, group *g, const bool *ok,
+                             const char *error, int64_t ts)
+{
+    const cfg_device *c = d->cfg;
+    const bool dev_layout = l->owner->cfg->mqtt.layout_device;
+    sample *head = NULL, **tail = &head;
+    char *obj = NULL;
+    size_t objlen = 0, objcap = 0;
+    int64_t now = mono_ms();
+    static __thread char text[CODEC_STR_MAX * 6 + 16];
+
+    for (size_t j = 0; j < g->ntags; j++) {
+        const cfg_tag *t = &c->tags[g->tags[j]];
+        tag_state *s = &d->ts[g->tags[j]];
+        codec_value v;
+        sample *smp = NULL;
+        if (!ok[j] || decode_tag(t, l->regs, l->bits, &v) < 0) {
+            if (s->bad_sent || dev_layout)
+                continue;
+            s->bad_sent = true;
+            s->published = false;
+            smp = sample_new(c->name, t->name, ts, false, (uint8_t)t->type, NULL,
+                             error ? error : "decode error");
+        } else {
+            json_value(&v, text, sizeof text);
+            if (!passes_filter(t, s, &v, text, now))
+                continue;
+            remember(s, &v, text, now);
+            if (dev_layout) {
+                size_t need = objlen + strlen(t->name) + strlen(text) + 8;
+                if (need > objcap) {
+                    objcap = need * 2;
+                    char *n = realloc(obj, objcap);
+                    if (!n)
+                        continue;
+                    obj = n;
+                }
+                objlen += (size_t)sprintf(obj + objlen, "%s\"%s\":%s", objlen ? "," : "{",
+                                          t->name, text);
+                continue;
+            }
+            smp = sample_new(c->name, t->name, ts, true, (uint8_t)t->type, text, NULL);
+        }
+        if (smp) {
+            *tail = smp;
+            tail = &smp->next;
+        }
+    }
+    if (obj) {
+        strcpy(obj + objlen, "}");
+        *tail = sample_new(c->name, "", ts, true, 0, obj, NULL);
+        free(obj);
+    }
+    return head;
+}
+
+static void device_failed(mblink *l, device *d, const char *msg, int64_t now)
+{
+    note_error(l, d, msg);
+    emit_state(l, d, false, msg);
+    d->backoff_ms = d->backoff_ms ? d->backoff_ms * 2 : DEV_BACKOFF_MIN_MS;
+    if (d->backoff_ms > DEV_BACKOFF_MAX_MS)
+        d->backoff_ms = DEV_BACKOFF_MAX_MS;
+    d->retry_at = now + d->backoff_ms;
+}
+
+static int read_fc(cfg_table t)
+{
+    switch (t) {
+    case TABLE_COIL: return 1;
+    case TABLE_DISCRETE: return 2;
+    case TABLE_HOLDING: return 3;
+    default: return 4;
+    }
+}
+
+static void poll_group(mblink *l, device *d, group *g)
+{
+    bool *ok = calloc(g->ntags ? g->ntags : 1, sizeof *ok);
+    char msg[200] = "";
+    bool failed = false;
+    int64_t ts = 0;
+    if (!ok)
+        return;
+    for (int r = 0; r < g->nreqs && !failed; r++) {
+        xfer x = { .fc = read_fc(g->table), .addr = g->reqs[r].addr,
+                   .count = g->reqs[r].count, .regs = l->regs + g->reqs[r].addr,
+                   .bits = l->bits + g->reqs[r].addr };
+        io_result res = transact(l, d, &x, msg, sizeof msg);
+        if (res == IO_OK) {
+            ts = now_ms();
+            for (size_t j = 0; j < g->ntags; j++) {
+                const cfg_tag *t = &d->cfg->tags[g->tags[j]];
+                if (t->address >= x.addr && t->address + t->count <= x.addr + x.count)
+                    ok[j] = true;
+            }
+        } else if (res != IO_EXCEPTION) {
+            failed = true; /* the device does not answer: skip the rest of its cycle */
+        } else {
+            note_error(l, d, msg);
+            log_debug("%s", msg);
+        }
+    }
+    if (!ts)
+        ts = now_ms();
+    pthread_mutex_lock(&l->lock);
+    d->st.polls++;
+    if (!failed)
+        d->st.last_good_ts = ts;
+    pthread_mutex_unlock(&l->lock);
+    if (failed) {
+        device_failed(l, d, msg, mono_ms());
+    } else {
+        d->backoff_ms = 0;
+        emit_state(l, d, true, NULL);
+    }
+    const char *e = strstr(msg, ": ");
+    e = e ? strrchr(msg, ':') + 2 : msg;
+    emit_samples(l, group_samples(l, d, g, ok, failed || *msg ? e : NULL, ts));
+    free(ok);
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+static void cmd_fail(bus_cmd *cmd, sp_code code, const char *msg)
+{
+    cmd->code = code;
+    const char *e = strrchr(msg, ':');
+    snprintf(cmd->detail, sizeof cmd->detail, "%s", e && e[1] ? e + 2 : msg);
+}
+
+static sp_code io_code(io_result r)
+{
+    return r == IO_EXCEPTION ? SP_MODBUS_EXCEPTION : r == IO_LINK ? SP_DEVICE_DOWN : SP_TIMEOUT;
+}
+
+/* Read a tag's registers/bits into the scratch area and decode it. */
+static io_result read_tag(mblink *l, device *d, const cfg_tag *t, codec_value *eng,
+                          char *msg, size_t mlen)
+{
+    xfer x = { .fc = read_fc(t->table), .addr = t->address, .count = t->count,
+               .regs = l->regs + t->address, .bits = l->bits + t->address };
+    io_result r = transact(l, d, &x, msg, mlen);
+    if (r == IO_OK && decode_tag(t, l->regs, l->bits, eng) < 0) {
+        snprintf(msg, mlen, "%s: %s: cannot decode", d->cfg->name, t->name);
+        return IO_EXCEPTION;
+    }
+    return r;
+}
+
+static io_result write_bit_in_register(mblink *l, device *d, const cfg_tag *t, bool on,
+                                       char *msg, size_t mlen)
+{
+    uint16_t mask = (uint16_t)(1u << t->bit);
+    xfer x = { .fc = 22, .addr = t->address, .count = 1,
+               .and_mask = (uint16_t)~mask, .or_mask = on ? mask : 0 };
+    if (!d->no_mask_write) {
+        io_result r = transact(l, d, &x, msg, mlen);
+        if (r != IO_EXCEPTION || l->last_errno != EMBXILFUN)
+            return r;
+        d->no_mask_write = true;
+        log_info("%s: no mask write (FC22) support: bit writes use read + write", d->cfg->name);
+    }
+    /* same thread as polling, so nothing of ours can slip in between */
+    uint16_t reg;
+    xfer rd = { .fc = 3, .addr = t->address, .count = 1, .regs = &reg };
+    io_result r = transact(l, d, &rd, msg, mlen);
+    if (r != IO_OK)
+        return r;
+    reg = on ? (uint16_t)(reg | mask) : (uint16_t)(reg & ~mask);
+    xfer wr = { .fc = d->cfg->write_multiple ? 16 : 6, .addr = t->address, .count = 1, .regs = &reg };
+    return transact(l, d, &wr, msg, mlen);
+}
+
+static io_result write_tag(mblink *l, device *d, const cfg_tag *t, const codec_value *raw,
+                           char *msg, size_t mlen)
+{
+    const cfg_device *c = d->cfg;
+    uint16_t regs[CODEC_STR_MAX / 2 + 4];
+    uint8_t bit;
+    if (t->table == TABLE_COIL) {
+        bit = raw->b;
+        xfer x = { .fc = c->write_multiple ? 15 : 5, .addr = t->address, .count = 1, .bits = &bit };
+        return transact(l, d, &x, msg, mlen);
+    }
+    if (t->bit >= 0)
+        return write_bit_in_register(l, d, t, raw->b, msg, mlen);
+    if (codec_encode(raw, t->type, t->order, t->length, regs) < 0) {
+        snprintf(msg, mlen, "%s: %s: cannot encode", c->name, t->name);
+        return IO_EXCEPTION;
+    }
+    xfer x = { .fc = (t->count > 1 || c->write_multiple) ? 16 : 6, .addr = t->address,
+               .count = t->count, .regs = regs };
+    return transact(l, d, &x, msg, mlen);
+}
+
+static bool same_value(const codec_value *a, const codec_value *b)
+{
+    if (a->kind == CV_STR || b->kind == CV_STR)
+        return a->kind == b->kind && strcmp(a->s, b->s) == 0;
+    if (a->kind == CV_F32 && b->kind == CV_F32)
+        return memcmp(&a->f32, &b->f32, sizeof a->f32) == 0;
+    double x = codec_number(a), y = codec_number(b);
+    return x == y || fabs(x - y) <= 1e-9 * fmax(fabs(x), fabs(y));
+}
+
+static void publish_now(mblink *l, device *d, const cfg_tag *t, const codec_value *eng, int64_t ts)
+{
+    char text[CODEC_STR_MAX * 6 + 16];
+    json_value(eng, text, sizeof text);
+    remember(&d->ts[t - d->cfg->tags], eng, text, mono_ms());
+    if (l->owner->cfg->mqtt.layout_device) {
+        char obj[sizeof text + CFG_NAME_MAX + 8];
+        snprintf(obj, sizeof obj, "{\"%s\":%s}", t->name, text);
+        emit_samples(l, sample_new(d->cfg->name, "", ts, true, 0, obj, NULL));
+    } else {
+        emit_samples(l, sample_new(d->cfg->name, t->name, ts, true, (uint8_t)t->type, text, NULL));
+    }
+}
+
+static void run_write(mblink *l, device *d, bus_cmd *cmd)
+{
+    char msg[200];
+    const cfg_tag *t = cmd->tag;
+    io_result r = write_tag(l, d, t, &cmd->raw, msg, sizeof msg);
+    if (r != IO_OK) {
+        cmd_fail(cmd, io_code(r), msg);
+        return;
+    }
+    codec_value want;
+    codec_scale(&cmd->raw, t->scale, t->offset, &want);
+    cmd->value = want;
+    cmd->ts = now_ms();
+    if (t->verify) {
+        codec_value got;
+        r = read_tag(l, d, t, &got, msg, sizeof msg);
+        if (r != IO_OK) {
+            cmd_fail(cmd, io_code(r), msg);
+            return;
+        }
+        cmd->ts = now_ms();
+        cmd->value = got;
+        if (!same_value(&got, &want)) {
+            char a[64], b[64];
+            codec_format(&got, a, sizeof a);
+            codec_format(&want, b, sizeof b);
+            cmd->code = SP_VERIFY_FAILED;
+            snprintf(cmd->detail, sizeof cmd->detail, "read back %s, expected %s", a, b);
+            publish_now(l, d, t, &got, cmd->ts);
+            return;
+        }
+    }
+    publish_now(l, d, t, &cmd->value, cmd->ts);
+    cmd->code = SP_OK;
+}
+
+static void run_probe(mblink *l, device *d, bus_cmd *cmd)
+{
+    char msg[200];
+    uint8_t bits[BUS_PROBE_MAX];
+    xfer x = { .fc = read_fc(cmd->table), .addr = cmd->addr, .count = cmd->count,
+               .regs = cmd->regs, .bits = bits };
+    io_result r = transact(l, d, &x, msg, sizeof msg);
+    if (r != IO_OK) {
+        cmd_fail(cmd, io_code(r), msg);
+        return;
+    }
+    if (config_table_is_bits(cmd->table))
+        for (unsigned i = 0; i < cmd->count; i++)
+            cmd->regs[i] = bits[i];
+    cmd->ts = now_ms();
+    cmd->code = SP_OK;
+}
+
+static void run_command(mblink *l, bus_cmd *cmd)
+{
+    device *d = NULL;
+    for (size_t i = 0; i < l->ndevs; i++)
+        if (l->devs[i].cfg == cmd->dev)
+            d = &l->devs[i];
+    int64_t t0 = mono_us();
+    if (mono_ms() > cmd->deadline) {
+        cmd->code = SP_TIMEOUT;
+        snprintf(cmd->detail, sizeof cmd->detail, "link busy: not started in time, not executed");
+    } else if (!l->connected || !d || (d->state_known && !d->up)) {
+        cmd->code = SP_DEVICE_DOWN;
+        snprintf(cmd->detail, sizeof cmd->detail, "%s is down", cmd->dev->name);
+    } else if (cmd->op == CMD_WRITE) {
+        run_write(l, d, cmd);
+    } else if (cmd->op == CMD_READ) {
+        char msg[200];
+        io_result r = read_tag(l, d, cmd->tag, &cmd->value, msg, sizeof msg);
+        cmd->ts = now_ms();
+        if (r == IO_OK)
+            cmd->code = SP_OK;
+        else
+            cmd_fail(cmd, io_code(r), msg);
+    } else {
+        run_probe(l, d, cmd);
+    }
+    cmd->ms = (double)(mono_us() - t0) / 1000.0;
+    cmd->q.kind = EV_CMD;
+    queue_push(l->owner->out, &cmd->q);
+}
+
+static bool run_commands(mblink *l)
+{
+    pthread_mutex_lock(&l->lock);
+    queue_item *c = l->cmds;
+    l->cmds = NULL;
+    l->cmds_tail = &l->cmds;
+    pthread_mutex_unlock(&l->lock);
+    bool any = c != NULL;
+    while (c) {
+        queue_item *n = c->next;
+        run_command(l, (bus_cmd *)c);
+        c = n;
+    }
+    return any;
+}
+
+/* ---- the thread -------------------------------------------------------- */
+
+/* Next due time of a group on the monotonic clock; late cycles are skipped
+ * and counted, never run in a burst. */
+static void schedule(mblink *l, device *d, group *g, int64_t now)
+{
+    g->due += g->poll_ms;
+    if (g->due <= now) {
+        int64_t missed = (now - g->due) / g->poll_ms + 1;
+        g->due += missed * g->poll_ms;
+        pthread_mutex_lock(&l->lock);
+        d->st.skipped += (uint64_t)missed;
+        pthread_mutex_unlock(&l->lock);
+    }
+}
+
+static int64_t poll_due(mblink *l, int64_t now)
+{
+    int64_t next = now + MAX_WAIT_MS;
+    if (!l->connected)
+        return l->connect_at < next ? l->connect_at : next;
+    for (size_t i = 0; i < l->ndevs; i++) {
+        device *d = &l->devs[i];
+        for (size_t k = 0; k < d->ngroups; k++) {
+            int64_t due = d->groups[k].due;
+            if (d->retry_at > due)
+                due = d->retry_at;
+            if (due < next)
+                next = due;
+        }
+    }
+    return next;
+}
+
+static void poll_devices(mblink *l)
+{
+    for (size_t i = 0; i < l->ndevs && l->connected; i++) {
+        device *d = &l->devs[i];
+        for (size_t k = 0; k < d->ngroups && l->connected; k++) {
+            group *g = &d->groups[k];
+            int64_t now = mono_ms();
+            if (g->due > now || d->retry_at > now)
+                continue;
+            bool was_down = d->state_known && !d->up;
+            poll_group(l, d, g);
+            schedule(l, d, g, mono_ms());
+            if (run_commands(l) && !l->connected)
+                break;
+            if (was_down && !d->up)
+                break; /* one probe per backoff period, not one per group */
+        }
+    }
+}
+
+static void wait_until(mblink *l, int64_t due)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (due <= now)
+        return;
+    int64_t ns = (int64_t)ts.tv_nsec + (due - now) * 1000000;
+    ts.tv_sec += ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    pthread_mutex_lock(&l->lock);
+    if (!l->cmds && !l->stop)
+        pthread_cond_timedwait(&l->wake, &l->lock, &ts);
+    pthread_mutex_unlock(&l->lock);
+}
+
+static void *link_thread(void *arg)
+{
+    mblink *l = arg;
+    int64_t start = mono_ms();
+    for (size_t i = 0; i < l->ndevs; i++)
+        for (size_t k = 0; k < l->devs[i].ngroups; k++)
+            l->devs[i].groups[k].due = start;
+    for (;;) {
+        pthread_mutex_lock(&l->lock);
+        bool stop = l->stop;
+        pthread_mutex_unlock(&l->lock);
+        if (stop)
+            break;
+        int64_t now = mono_ms();
+        atomic_store(&l->progress, now);
+        if (!l->connected && now >= l->connect_at)
+            link_connect(l, now);
+        run_commands(l);
+        if (l->connected)
+            poll_devices(l);
+        wait_until(l, poll_due(l, mono_ms()));
+    }
+    link_close(l);
+    return NULL;
+}
+
+/* ---- API --------------------------------------------------------------- */
+
+static mblink *find_link(bus *b, const cfg_device *dev, size_t *idx)
+{
+    for (size_t i = 0; i < b->nlinks; i++)
+        for (size_t j = 0; j < b->links[i].ndevs; j++)
+            if (b->links[i].devs[j].cfg == dev) {
+                *idx = j;
+                return &b->links[i];
+            }
+    return NULL;
+}
+
+static int add_devices(bus *b, char *err, size_t errlen)
+{
+    const config *cfg = b->cfg;
+    char key[sizeof b->links[0].key];
+    for (size_t i = 0; i < cfg->ndevices; i++) {
+        const cfg_device *dev = &cfg->devices[i];
+        config_link_key(dev, key, sizeof key);
+        mblink *l = NULL;
+        for (size_t k = 0; k < b->nlinks; k++)
+            if (strcmp(b->links[k].key, key) == 0)
+                l = &b->links[k];
+        if (!l) {
+            l = &b->links[b->nlinks++];
+            snprintf(l->key, sizeof l->key, "%s", key);
+            l->owner = b;
+            l->first = dev;
+            l->devs = calloc(cfg->ndevices, sizeof *l->devs);
+            l->regs = calloc(65536, sizeof *l->regs);
+            l->bits = calloc(65536, sizeof *l->bits);
+            l->cmds_tail = &l->cmds;
+            pthread_mutex_init(&l->lock, NULL);
+            pthread_condattr_t ca;
+            pthread_condattr_init(&ca);
+            pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+            pthread_cond_init(&l->wake, &ca);
+            pthread_condattr_destroy(&ca);
+            if (!l->devs || !l->regs || !l->bits) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+        }
+        device *d = &l->devs[l->ndevs++];
+        d->cfg = dev;
+        d->st.poll_ms = dev->poll_ms;
+        if (build_groups(d, err, errlen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+bus *bus_start(const config *cfg, queue *out, char *err, size_t errlen)
+{
+    bus *b = calloc(1, sizeof *b);
+    if (!b) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    b->cfg = cfg;
+    b->out = out;
+    b->links = calloc(cfg->ndevices ? cfg->ndevices : 1, sizeof *b->links);
+    if (!b->links || add_devices(b, err, errlen) < 0)
+        goto fail;
+    for (size_t i = 0; i < b->nlinks; i++) {
+        atomic_store(&b->links[i].progress, mono_ms());
+        int rc = pthread_create(&b->links[i].thread, NULL, link_thread, &b->links[i]);
+        if (rc) {
+            snprintf(err, errlen, "cannot start thread for %s: %s", b->links[i].key, strerror(rc));
+            goto fail;
+        }
+        b->links[i].started = true;
+    }
+    return b;
+fail:
+    bus_stop(b);
+    return NULL;
+}
+
+void bus_stop(bus *b)
+{
+    if (!b)
+        return;
+    for (size_t i = 0; i < b->nlinks; i++) {
+        mblink *l = &b->links[i];
+        pthread_mutex_lock(&l->lock);
+        l->stop = true;
+        pthread_cond_signal(&l->wake);
+        pthread_mutex_unlock(&l->lock);
+    }
+    for (size_t i = 0; i < b->nlinks; i++) {
+        mblink *l = &b->links[i];
+        if (l->started)
+            pthread_join(l->thread, NULL);
+        for (queue_item *c = l->cmds, *n; c; c = n) {
+            n = c->next;
+            /* every command gets an answer, never a late execution */
+            ((bus_cmd *)c)->code = SP_TIMEOUT;
+            snprintf(((bus_cmd *)c)->detail, sizeof ((bus_cmd *)c)->detail, "agent stopping or reloading: not executed");
+            queue_push(b->out, c);
+        }
+        for (size_t j = 0; j < l->ndevs; j++)
+            free_device(&l->devs[j]);
+        free(l->devs);
+        free(l->regs);
+        free(l->bits);
+        pthread_mutex_destroy(&l->lock);
+        pthread_cond_destroy(&l->wake);
+    }
+    free(b->links);
+    free(b);
+}
+
+void bus_submit(bus *b, bus_cmd *cmd)
+{
+    size_t idx;
+    mblink *l = find_link(b, cmd->dev, &idx);
+    cmd->q.kind = EV_CMD;
+    if (!l) {
+        cmd->code = SP_UNKNOWN_TAG;
+        snprintf(cmd->detail, sizeof cmd->detail, "unknown device");
+        queue_push(b->out, &cmd->q);
+        return;
+    }
+    pthread_mutex_lock(&l->lock);
+    bool down = l->devs[idx].st.known && !l->devs[idx].st.up;
+    if (!down) {
+        cmd->q.next = NULL;
+        *l->cmds_tail = &cmd->q;
+        l->cmds_tail = &cmd->q.next;
+        pthread_cond_signal(&l->wake);
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (down) {
+        cmd->code = SP_DEVICE_DOWN;
+        snprintf(cmd->detail, sizeof cmd->detail, "%s is down", cmd->dev->name);
+        queue_push(b->out, &cmd->q);
+    }
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+int bus_device_stats(bus *b, const char *name, bus_dev_stats *out)
+{
+    for (size_t i = 0; i < b->nlinks; i++) {
+        mblink *l = &b->links[i];
+        for (size_t j = 0; j < l->ndevs; j++) {
+            device *d = &l->devs[j];
+            if (strcmp(d->cfg->name, name) != 0)
+                continue;
+            double lat[LAT_N];
+            pthread_mutex_lock(&l->lock);
+            *out = d->st;
+            unsigned n = d->nlat;
+            memcpy(lat, d->lat, n * sizeof *lat);
+            pthread_mutex_unlock(&l->lock);
+            qsort(lat, n, sizeof *lat, cmp_double);
+            out->p50_ms = n ? lat[(n - 1) / 2] : 0;
+            out->p99_ms = n ? lat[(n * 99 + 99) / 100 - 1] : 0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int64_t bus_oldest_progress(bus *b)
+{
+    int64_t oldest = mono_ms();
+    for (size_t i = 0; i < b->nlinks; i++) {
+        int64_t p = atomic_load(&b->links[i].progress);
+        if (p < oldest)
+            oldest = p;
+    }
+    return oldest;
+}

@@ -1,0 +1,66 @@
+/* mqtt.h - the broker connection (libmosquitto), driven by the agent's loop.
+ *
+ * Non-blocking: the agent polls mqtt_fd() and calls mqtt_io(). Each
+ * connection attempt uses a fresh libmosquitto session, so nothing is
+ * retransmitted behind the outbox's back: what was in flight when a
+ * connection dropped is the outbox's to resend. Failed attempts back off
+ * exponentially (1 s doubling to 30 s) and move on through mqtt.brokers.
+ * Callbacks run on the agent's thread, from inside mqtt_io(). */
+#ifndef MBGATE_MQTT_H
+#define MBGATE_MQTT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mosquitto.h>
+
+#include "config.h"
+
+typedef struct {
+    void (*connected)(void *ctx);
+    void (*disconnected)(void *ctx);
+    void (*acked)(void *ctx, int mid);
+    void (*message)(void *ctx, const struct mosquitto_message *msg,
+                    const mosquitto_property *props);
+} mqtt_callbacks;
+
+typedef struct {
+    bool connected;
+    int64_t since;          /* wall ms of the last state change */
+    uint64_t reconnects;
+    char broker[CFG_TEXT_MAX + 8]; /* host:port in use or last tried */
+    char last_error[200];
+    int64_t last_error_ts;
+} mqtt_stats;
+
+typedef struct mqtt mqtt;
+
+/* will_topic/will_payload: the Last Will (retained, QoS 1); may be NULL. */
+mqtt *mqtt_new(const config *cfg, const mqtt_callbacks *cb, void *ctx,
+               const char *will_topic, const char *will_payload,
+               char *err, size_t errlen);
+void mqtt_free(mqtt *m);
+
+/* The socket to poll (-1 while not connected) and whether to poll for writing. */
+int mqtt_fd(mqtt *m);
+bool mqtt_want_write(mqtt *m);
+
+/* Do what is due: read/write per revents, keepalive, (re)connect attempts. */
+void mqtt_io(mqtt *m, short revents);
+/* How long the agent may sleep before mqtt_io is due again (ms). */
+int mqtt_timeout(mqtt *m);
+
+bool mqtt_is_connected(mqtt *m);
+
+/* Publish; returns 0 and fills *mid, or -1 (not connected, or out of
+ * memory) with nothing sent. props may be NULL (MQTT 5 only). */
+int mqtt_publish(mqtt *m, const char *topic, const void *payload, int len, int qos,
+                 bool retain, const mosquitto_property *props, int *mid);
+int mqtt_subscribe(mqtt *m, const char *pattern, int qos);
+
+/* Flush what is queued (up to timeout_ms) and disconnect cleanly. */
+void mqtt_shutdown(mqtt *m, int timeout_ms);
+
+void mqtt_stats_get(mqtt *m, mqtt_stats *out);
+
+#endif

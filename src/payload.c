@@ -1,0 +1,72 @@
+/* payload.c - topics and JSON payloads. */
+#include "payload.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int payload_topic(const char *prefix, const sample *s, char *buf, size_t n)
+{
+    int r = *s->tag ? snprintf(buf, n, "%s/%s/%s", prefix, s->dev, s->tag)
+                    : snprintf(buf, n, "%s/%s", prefix, s->dev);
+    return r < 0 || (size_t)r >= n ? -1 : r;
+}
+
+int payload_string(const char *s, char *buf, size_t n)
+{
+    size_t o = 0;
+    if (n < 3)
+        return -1;
+    buf[o++] = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        char esc[8];
+        const char *add = esc;
+        size_t len;
+        if (*p == '"' || *p == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            len = 2;
+        } else if (*p < 0x20) {
+            len = (size_t)snprintf(esc, sizeof esc, "\\u%04x", *p);
+        } else {
+            add = (const char *)p;
+            len = 1;
+        }
+        if (o + len + 2 > n)
+            return -1;
+        memcpy(buf + o, add, len);
+        o += len;
+    }
+    buf[o++] = '"';
+    buf[o] = 0;
+    return (int)o;
+}
+
+static int fit(int r, size_t n) { return r < 0 || (size_t)r >= n ? -1 : r; }
+
+int payload_sample(const sample *s, char *buf, size_t n)
+{
+    const char *hist = s->hist ? ",\"hist\":true" : "";
+    if (!*s->tag)
+        return fit(snprintf(buf, n, "{\"ts\":%lld,\"values\":%s%s}", (long long)s->ts,
+                            s->val ? s->val : "{}", hist), n);
+    if (s->good)
+        return fit(snprintf(buf, n, "{\"v\":%s,\"ts\":%lld,\"q\":\"good\"%s}", s->val,
+                            (long long)s->ts, hist), n);
+    char err[512];
+    if (payload_string(s->err ? s->err : "error", err, sizeof err) < 0)
+        snprintf(err, sizeof err, "\"error\"");
+    return fit(snprintf(buf, n, "{\"v\":null,\"ts\":%lld,\"q\":\"bad\",\"error\":%s%s}",
+                        (long long)s->ts, err, hist), n);
+}
+
+int payload_device_state(bool up, int64_t ts, const char *error, char *buf, size_t n)
+{
+    char err[512];
+    if (up || !error || !*error)
+        return fit(snprintf(buf, n, "{\"state\":\"%s\",\"ts\":%lld}", up ? "up" : "down",
+                            (long long)ts), n);
+    if (payload_string(error, err, sizeof err) < 0)
+        snprintf(err, sizeof err, "\"error\"");
+    return fit(snprintf(buf, n, "{\"state\":\"down\",\"ts\":%lld,\"error\":%s}",
+                        (long long)ts, err), n);
+}
