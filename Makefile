@@ -14,7 +14,7 @@ PYTHON     ?= /usr/bin/python3
 CFLAGS   ?= -O2 -g
 B        ?= build
 
-PKGS     := libmodbus libmosquitto libconfig sqlite3 jansson libsystemd
+PKGS     := libmodbus libmosquitto libconfig sqlite3 jansson libsystemd libprotobuf-c
 WARN     := -Wall -Wextra -Werror -Wno-format-truncation
 ALL_CPPFLAGS := -D_GNU_SOURCE -DMBGATE_VERSION=\"$(VERSION)\" -Isrc \
                 $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null) $(CPPFLAGS)
@@ -22,11 +22,14 @@ ALL_CFLAGS   := -std=gnu11 -pthread $(WARN) $(CFLAGS)
 LIBS     := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lm -pthread
 
 SRCS := $(wildcard src/*.c)
-OBJS := $(SRCS:src/%.c=$(B)/obj/%.o)
+# Sparkplug B payloads: generated from the official .proto at build time.
+GEN  := $(B)/gen/sparkplug_b.pb-c.c
+OBJS := $(SRCS:src/%.c=$(B)/obj/%.o) $(B)/obj/sparkplug_b.pb-c.o
 
 # Debian packages the build, the tests and the demo need.
 DEPS_PKGS := build-essential pkg-config libmodbus-dev libmosquitto-dev \
   libconfig-dev libsqlite3-dev libjansson-dev libsystemd-dev libcmocka-dev \
+  libprotobuf-c-dev protobuf-c-compiler \
   mosquitto mosquitto-clients python3-pytest python3-paho-mqtt \
   python3-pymodbus python3-serial mbpoll socat sqlite3 clang
 
@@ -36,10 +39,16 @@ all: $(B)/mbgate
 $(B)/mbgate: $(OBJS)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(B)/obj/%.o: src/%.c | $(B)/obj
-	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
+$(B)/obj/%.o: src/%.c | $(B)/obj $(GEN)
+	$(CC) $(ALL_CPPFLAGS) -I$(B)/gen $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
-$(B)/obj $(B)/unit:
+$(GEN): src/sparkplug_b.proto | $(B)/gen
+	protoc-c --c_out=$(B)/gen --proto_path=src src/sparkplug_b.proto
+
+$(B)/obj/sparkplug_b.pb-c.o: $(GEN) | $(B)/obj
+	$(CC) $(ALL_CPPFLAGS) -I$(B)/gen $(filter-out -Werror,$(ALL_CFLAGS)) -c -o $@ $<
+
+$(B)/obj $(B)/unit $(B)/gen:
 	mkdir -p $@
 
 -include $(OBJS:.o=.d)
@@ -55,7 +64,7 @@ UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 
 .SECONDEXPANSION:
 $(B)/unit/%: tests/unit/%.c $$(addprefix $(B)/obj/,$$(addsuffix .o,$$($$*_DEPS))) | $(B)/unit
-	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+	$(CC) $(ALL_CPPFLAGS) -I$(B)/gen $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 
 unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
@@ -78,6 +87,9 @@ deps:
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+demo: deps all
+	tests/demo/demo.sh
 
 install: $(B)/mbgate
 	install -D -m 0755 $(B)/mbgate $(DESTDIR)$(BINDIR)/mbgate

@@ -219,6 +219,34 @@ static void note_latency(mblink *l, device *d, double ms)
     pthread_mutex_unlock(&l->lock);
 }
 
+/* The short error text of a "device: what: error" message. */
+static const char *short_error(const char *msg)
+{
+    const char *e = strrchr(msg, ':');
+    return e && e[1] ? e + 2 : msg;
+}
+
+/* A device went down: each of its tags publishes one bad-quality sample. */
+static void mark_all_bad(mblink *l, device *d, const char *msg)
+{
+    sample *head = NULL, **tail = &head;
+    int64_t ts = now_ms();
+    if (l->owner->cfg->mqtt.layout_device)
+        return; /* P/D/status says it; the device message has no per-tag quality */
+    for (size_t i = 0; i < d->cfg->ntags; i++) {
+        tag_state *s = &d->ts[i];
+        if (s->bad_sent)
+            continue;
+        s->bad_sent = true;
+        s->published = false;
+        *tail = sample_new(d->cfg->name, d->cfg->tags[i].name, ts, false,
+                           (uint8_t)d->cfg->tags[i].type, NULL, short_error(msg));
+        if (*tail)
+            tail = &(*tail)->next;
+    }
+    emit_samples(l, head);
+}
+
 /* ---- the link ---------------------------------------------------------- */
 
 static bool is_link_error(int e)
@@ -293,6 +321,7 @@ fail:
     for (size_t i = 0; i < l->ndevs; i++) {
         note_error(l, &l->devs[i], msg);
         emit_state(l, &l->devs[i], false, msg);
+        mark_all_bad(l, &l->devs[i], msg);
     }
 }
 
@@ -524,6 +553,7 @@ static void device_failed(mblink *l, device *d, const char *msg, int64_t now)
 {
     note_error(l, d, msg);
     emit_state(l, d, false, msg);
+    mark_all_bad(l, d, msg);
     d->backoff_ms = d->backoff_ms ? d->backoff_ms * 2 : DEV_BACKOFF_MIN_MS;
     if (d->backoff_ms > DEV_BACKOFF_MAX_MS)
         d->backoff_ms = DEV_BACKOFF_MAX_MS;
@@ -579,10 +609,8 @@ static void poll_group(mblink *l, device *d, group *g)
     } else {
         d->backoff_ms = 0;
         emit_state(l, d, true, NULL);
+        emit_samples(l, group_samples(l, d, g, ok, *msg ? short_error(msg) : NULL, ts));
     }
-    const char *e = strstr(msg, ": ");
-    e = e ? strrchr(msg, ':') + 2 : msg;
-    emit_samples(l, group_samples(l, d, g, ok, failed || *msg ? e : NULL, ts));
     free(ok);
 }
 
@@ -591,8 +619,7 @@ static void poll_group(mblink *l, device *d, group *g)
 static void cmd_fail(bus_cmd *cmd, sp_code code, const char *msg)
 {
     cmd->code = code;
-    const char *e = strrchr(msg, ':');
-    snprintf(cmd->detail, sizeof cmd->detail, "%s", e && e[1] ? e + 2 : msg);
+    snprintf(cmd->detail, sizeof cmd->detail, "%s", short_error(msg));
 }
 
 static sp_code io_code(io_result r)
