@@ -645,7 +645,7 @@ static void test_out_of_range(void **state)
     } cases[] = {
         { "", TCP " port = 0;", "", "devices.[0].port: 0 out of range (expected 1..65535)", 4 },
         { "", TCP " port = 65536;", "", "port: 65536 out of range (expected 1..65535)", 4 },
-        { "", TCP " unit_id = 248;", "", "unit_id: 248 out of range (expected 0..247)", 4 },
+        { "", TCP " unit_id = 256;", "", "unit_id: 256 out of range (expected 0..255)", 4 },
         { "", TCP " poll_ms = 9;", "", "poll_ms: 9 out of range (expected >= 10)", 4 },
         { "", TCP " timeout_ms = 5;", "", "timeout_ms: 5 out of range (expected >= 10)", 4 },
         { "", TCP " retries = 11;", "", "retries: 11 out of range (expected 0..10)", 4 },
