@@ -487,6 +487,16 @@ static void on_connected(void *ctx)
     a->next_status = mono_ms() + (int64_t)a->base->status.publish_interval_s * 1000;
 }
 
+static void on_will(void *ctx, const char **topic, const void **payload, int *len, bool *retain)
+{
+    agent *a = ctx;
+    static const char offline[] = "{\"state\":\"offline\"}";
+    *topic = a->status_topic;
+    *payload = offline;
+    *len = (int)sizeof offline - 1;
+    *retain = true;
+}
+
 static void on_disconnected(void *ctx) { outbox_connected(((agent *)ctx)->ob, false); }
 
 static void on_acked(void *ctx, int mid) { outbox_acked(((agent *)ctx)->ob, mid); }
@@ -701,8 +711,8 @@ int agent_run(const char *path)
         log_error("%s", err);
         goto out_q;
     }
-    mqtt_callbacks cb = { on_connected, on_disconnected, on_acked, on_message };
-    if (!(a.mq = mqtt_new(a.cfg, &cb, &a, a.status_topic, "{\"state\":\"offline\"}", err, sizeof err))) {
+    mqtt_callbacks cb = { on_will, on_connected, on_disconnected, on_acked, on_message };
+    if (!(a.mq = mqtt_new(a.cfg, &cb, &a, err, sizeof err))) {
         log_error("%s", err);
         goto out_ob;
     }

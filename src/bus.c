@@ -49,6 +49,9 @@ typedef struct {
     int64_t retry_at;   /* mono ms: backed off until then */
     unsigned backoff_ms;
     bool no_mask_write; /* FC22 refused once: use read + write */
+    char *acc;          /* device layout: this cycle's values, "{…" so far */
+    size_t acclen, acccap;
+    int64_t acc_ts;
     /* statistics, read by the agent thread under the link's lock */
     bus_dev_stats st;
     double lat[LAT_N];
@@ -157,6 +160,7 @@ static void free_device(device *d)
             free(d->ts[i].last_text);
     free(d->groups);
     free(d->ts);
+    free(d->acc);
 }
 
 /* ---- events ------------------------------------------------------------ */
@@ -492,6 +496,32 @@ static int decode_tag(const cfg_tag *t, const uint16_t *regs, const uint8_t *bit
     return 0;
 }
 
+/* Device layout: add "name":value to this cycle's message. */
+static void accumulate(device *d, const char *name, const char *text, int64_t ts)
+{
+    size_t need = d->acclen + strlen(name) + strlen(text) + 8;
+    if (need > d->acccap) {
+        char *n = realloc(d->acc, need * 2);
+        if (!n)
+            return;
+        d->acc = n;
+        d->acccap = need * 2;
+    }
+    d->acclen += (size_t)sprintf(d->acc + d->acclen, "%s\"%s\":%s", d->acclen ? "," : "{",
+                                 name, text);
+    d->acc_ts = ts;
+}
+
+/* Device layout: one message per device per cycle. */
+static void flush_device(mblink *l, device *d)
+{
+    if (!d->acclen)
+        return;
+    strcpy(d->acc + d->acclen, "}");
+    emit_samples(l, sample_new(d->cfg->name, "", d->acc_ts, true, 0, d->acc, NULL));
+    d->acclen = 0;
+}
+
 /* Build samples for a group's tags; ok[j] says whether tag j was read. */
 static sample *group_samples(mblink *l, device *d, group *g, const bool *ok,
                              const char *error, int64_t ts)
@@ -499,8 +529,6 @@ static sample *group_samples(mblink *l, device *d, group *g, const bool *ok,
     const cfg_device *c = d->cfg;
     const bool dev_layout = l->owner->cfg->mqtt.layout_device;
     sample *head = NULL, **tail = &head;
-    char *obj = NULL;
-    size_t objlen = 0, objcap = 0;
     int64_t now = mono_ms();
     static __thread char text[CODEC_STR_MAX * 6 + 16];
 
@@ -522,16 +550,7 @@ static sample *group_samples(mblink *l, device *d, group *g, const bool *ok,
                 continue;
             remember(s, &v, text, now);
             if (dev_layout) {
-                size_t need = objlen + strlen(t->name) + strlen(text) + 8;
-                if (need > objcap) {
-                    objcap = need * 2;
-                    char *n = realloc(obj, objcap);
-                    if (!n)
-                        continue;
-                    obj = n;
-                }
-                objlen += (size_t)sprintf(obj + objlen, "%s\"%s\":%s", objlen ? "," : "{",
-                                          t->name, text);
+                accumulate(d, t->name, text, ts);
                 continue;
             }
             smp = sample_new(c->name, t->name, ts, true, (uint8_t)t->type, text, NULL);
@@ -540,11 +559,6 @@ static sample *group_samples(mblink *l, device *d, group *g, const bool *ok,
             *tail = smp;
             tail = &smp->next;
         }
-    }
-    if (obj) {
-        strcpy(obj + objlen, "}");
-        *tail = sample_new(c->name, "", ts, true, 0, obj, NULL);
-        free(obj);
     }
     return head;
 }
@@ -703,9 +717,8 @@ static void publish_now(mblink *l, device *d, const cfg_tag *t, const codec_valu
     json_value(eng, text, sizeof text);
     remember(&d->ts[t - d->cfg->tags], eng, text, mono_ms());
     if (l->owner->cfg->mqtt.layout_device) {
-        char obj[sizeof text + CFG_NAME_MAX + 8];
-        snprintf(obj, sizeof obj, "{\"%s\":%s}", t->name, text);
-        emit_samples(l, sample_new(d->cfg->name, "", ts, true, 0, obj, NULL));
+        accumulate(d, t->name, text, ts);
+        flush_device(l, d);
     } else {
         emit_samples(l, sample_new(d->cfg->name, t->name, ts, true, (uint8_t)t->type, text, NULL));
     }
@@ -863,6 +876,7 @@ static void poll_devices(mblink *l)
             if (was_down && !d->up)
                 break; /* one probe per backoff period, not one per group */
         }
+        flush_device(l, d);
     }
 }
 

@@ -11,14 +11,13 @@
 #include "sample.h"
 
 #define BACKOFF_MIN_MS 1000
-#define BACKOFF_MAX_MS 30000
+#define BACKOFF_MAX_MS 10000
 
 struct mqtt {
     const config *cfg;
     mqtt_callbacks cb;
     void *ctx;
     struct mosquitto *mosq;  /* the current session; NULL between attempts */
-    char *will_topic, *will_payload;
     char password[256];
     bool have_password;
     bool up;                 /* CONNACK accepted */
@@ -131,8 +130,7 @@ static int read_password(mqtt *m, char *err, size_t errlen)
     return 0;
 }
 
-mqtt *mqtt_new(const config *cfg, const mqtt_callbacks *cb, void *ctx,
-               const char *will_topic, const char *will_payload, char *err, size_t errlen)
+mqtt *mqtt_new(const config *cfg, const mqtt_callbacks *cb, void *ctx, char *err, size_t errlen)
 {
     mqtt *m = calloc(1, sizeof *m);
     if (!m) {
@@ -142,10 +140,6 @@ mqtt *mqtt_new(const config *cfg, const mqtt_callbacks *cb, void *ctx,
     m->cfg = cfg;
     m->cb = *cb;
     m->ctx = ctx;
-    if (will_topic) {
-        m->will_topic = strdup(will_topic);
-        m->will_payload = strdup(will_payload);
-    }
     if (read_password(m, err, errlen) < 0) {
         mqtt_free(m);
         return NULL;
@@ -178,8 +172,6 @@ void mqtt_free(mqtt *m)
         return;
     if (m->mosq)
         mosquitto_destroy(m->mosq);
-    free(m->will_topic);
-    free(m->will_payload);
     memset(m->password, 0, sizeof m->password);
     free(m);
 }
@@ -216,8 +208,13 @@ static int configure(mqtt *m, struct mosquitto *mosq)
     if (*c->mqtt.username &&
         mosquitto_username_pw_set(mosq, c->mqtt.username, m->have_password ? m->password : NULL))
         return -1;
-    if (m->will_topic &&
-        mosquitto_will_set(mosq, m->will_topic, (int)strlen(m->will_payload), m->will_payload, 1, true))
+    const char *wt = NULL;
+    const void *wp = NULL;
+    int wl = 0;
+    bool wr = false;
+    if (m->cb.will)
+        m->cb.will(m->ctx, &wt, &wp, &wl, &wr);
+    if (wt && mosquitto_will_set(mosq, wt, wl, wp, 1, wr))
         return -1;
     return configure_tls(m, mosq);
 }

@@ -4,7 +4,7 @@
  * connection attempt uses a fresh libmosquitto session, so nothing is
  * retransmitted behind the outbox's back: what was in flight when a
  * connection dropped is the outbox's to resend. Failed attempts back off
- * exponentially (1 s doubling to 30 s) and move on through mqtt.brokers.
+ * exponentially (1 s doubling to 10 s) and move on through mqtt.brokers.
  * Callbacks run on the agent's thread, from inside mqtt_io(). */
 #ifndef MBGATE_MQTT_H
 #define MBGATE_MQTT_H
@@ -17,6 +17,9 @@
 #include "config.h"
 
 typedef struct {
+    /* Before each connection attempt: the Last Will (retained iff retain,
+     * QoS 1), or topic NULL for none. Sparkplug's changes per attempt (bdSeq). */
+    void (*will)(void *ctx, const char **topic, const void **payload, int *len, bool *retain);
     void (*connected)(void *ctx);
     void (*disconnected)(void *ctx);
     void (*acked)(void *ctx, int mid);
@@ -35,9 +38,7 @@ typedef struct {
 
 typedef struct mqtt mqtt;
 
-/* will_topic/will_payload: the Last Will (retained, QoS 1); may be NULL. */
 mqtt *mqtt_new(const config *cfg, const mqtt_callbacks *cb, void *ctx,
-               const char *will_topic, const char *will_payload,
                char *err, size_t errlen);
 void mqtt_free(mqtt *m);
 

@@ -82,6 +82,15 @@ static sample *fifo_pop(fifo *f)
     return s;
 }
 
+/* dst = src; the tail pointer must not point into src's storage. */
+static void fifo_move(fifo *dst, fifo *src)
+{
+    *dst = *src;
+    if (!dst->head)
+        dst->tail = &dst->head;
+    fifo_init(src);
+}
+
 static void fifo_clear(fifo *f)
 {
     sample_free_list(f->head);
@@ -230,7 +239,7 @@ void outbox_add(outbox *ob, sample *list)
                 free(s);
             else
                 fifo_push(&keep, s);
-        ob->live = keep;
+        fifo_move(&ob->live, &keep);
         ob->live_floor = store_next_id(ob->st);
         ob->backlog_done = false;
     }
@@ -264,7 +273,7 @@ void outbox_connected(outbox *ob, bool up)
             fifo_push(&mem, s);
         }
     }
-    ob->live = mem;
+    fifo_move(&ob->live, &mem);
 }
 
 static bool in_flight(const outbox *ob, int64_t id)
@@ -380,12 +389,14 @@ static void enforce_caps(outbox *ob)
         int64_t n = rows * (used - cap) / used + rows / 100 + 1;
         char why[128];
         snprintf(why, sizeof why, "outbox reached buffer.max_mb = %u", ob->cfg->buffer.max_mb);
-        count_drops(ob, store_drop_oldest(ob->st, n), why);
+        /* what the backlog already read is as good as sent: never count it dropped */
+        count_drops(ob, store_drop_oldest(ob->st, n, ob->cursor), why);
     }
     if (ob->cfg->buffer.max_age_s) {
         char why[128];
         snprintf(why, sizeof why, "older than buffer.max_age_s = %u s", ob->cfg->buffer.max_age_s);
-        count_drops(ob, store_drop_before(ob->st, now_ms() - (int64_t)ob->cfg->buffer.max_age_s * 1000), why);
+        count_drops(ob, store_drop_before(ob->st, now_ms() - (int64_t)ob->cfg->buffer.max_age_s * 1000,
+                                           ob->cursor), why);
     }
 }
 

@@ -313,12 +313,13 @@ void store_stats(store *st, int64_t *rows, int64_t *oldest_ts, int64_t *used_byt
     *file_bytes = file_size(st->path, "") + file_size(st->path, "-wal");
 }
 
-static int64_t drop_where(store *st, const char *sql, int64_t arg)
+static int64_t drop_where(store *st, const char *sql, int64_t arg, int64_t after)
 {
     sqlite3_stmt *q;
     if (sqlite3_prepare_v2(st->db, sql, -1, &q, NULL) != SQLITE_OK)
         return -1;
-    sqlite3_bind_int64(q, 1, arg);
+    sqlite3_bind_int64(q, 1, after);
+    sqlite3_bind_int64(q, 2, arg);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     if (rc != SQLITE_DONE)
@@ -328,14 +329,15 @@ static int64_t drop_where(store *st, const char *sql, int64_t arg)
     return n;
 }
 
-int64_t store_drop_oldest(store *st, int64_t n)
+int64_t store_drop_oldest(store *st, int64_t n, int64_t after)
 {
-    return drop_where(st, "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)", n);
+    return drop_where(st, "DELETE FROM outbox WHERE id IN "
+                      "(SELECT id FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2)", n, after);
 }
 
-int64_t store_drop_before(store *st, int64_t ts)
+int64_t store_drop_before(store *st, int64_t ts, int64_t after)
 {
-    return drop_where(st, "DELETE FROM outbox WHERE ts < ?", ts);
+    return drop_where(st, "DELETE FROM outbox WHERE id > ?1 AND ts < ?2", ts, after);
 }
 
 int64_t store_counter(store *st, const char *key)

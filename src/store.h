@@ -39,9 +39,11 @@ int64_t store_next_id(const store *st);
 void store_stats(store *st, int64_t *rows, int64_t *oldest_ts,
                  int64_t *used_bytes, int64_t *file_bytes);
 
-/* Drop the n oldest rows / rows older than ts; returns how many went (-1 on error). */
-int64_t store_drop_oldest(store *st, int64_t n);
-int64_t store_drop_before(store *st, int64_t ts);
+/* Drop the n oldest rows / rows older than ts, among rows with id > after
+ * (rows up to after are already on their way); returns how many went
+ * (-1 on error). */
+int64_t store_drop_oldest(store *st, int64_t n, int64_t after);
+int64_t store_drop_before(store *st, int64_t ts, int64_t after);
 
 /* Persistent counters ("dropped", "bdseq"); get returns 0 when unset. */
 int64_t store_counter(store *st, const char *key);
