@@ -115,25 +115,21 @@ static void publish_status(agent *a)
 
 /* ---- setpoints ---------------------------------------------------------- */
 
+/* The result of SPEC §5; the value is formatted by the codec (shortest
+ * round trip), which jansson's number output is not. */
 static void result_payload(const bus_cmd *c, const char *id, char *buf, size_t n)
 {
-    json_t *o = json_object();
-    json_object_set_new(o, "id", json_string(id));
-    json_object_set_new(o, "ok", json_boolean(c->code == SP_OK));
+    char idj[SP_ID_MAX * 6 + 3], v[CODEC_STR_MAX * 6 + 16], detail[600];
+    payload_string(id, idj, sizeof idj);
     if (c->code == SP_OK) {
-        char v[CODEC_STR_MAX * 6 + 16];
-        if (codec_format(&c->value, v, sizeof v) > 0)
-            json_object_set_new(o, "v", json_loads(v, JSON_DECODE_ANY, NULL));
-        json_object_set_new(o, "ts", json_integer(c->ts));
+        if (codec_format(&c->value, v, sizeof v) < 0)
+            snprintf(v, sizeof v, "null");
+        snprintf(buf, n, "{\"id\":%s,\"ok\":true,\"v\":%s,\"ts\":%lld}", idj, v, (long long)c->ts);
     } else {
-        json_object_set_new(o, "error", json_string(setpoint_code_name(c->code)));
-        json_object_set_new(o, "detail", json_string(c->detail));
+        payload_string(c->detail, detail, sizeof detail);
+        snprintf(buf, n, "{\"id\":%s,\"ok\":false,\"error\":\"%s\",\"detail\":%s}", idj,
+                 setpoint_code_name(c->code), detail);
     }
-    if (json_dumpb(o, buf, n - 1, JSON_COMPACT) == 0)
-        snprintf(buf, n, "{}");
-    else
-        buf[json_dumpb(o, NULL, 0, JSON_COMPACT)] = 0;
-    json_decref(o);
 }
 
 static void audit(agent *a, const bus_cmd *c, const char *dev, const char *tag,
@@ -262,16 +258,19 @@ static void on_message(void *ctx, const struct mosquitto_message *m, const mosqu
 static void command_done(agent *a, bus_cmd *c)
 {
     cmd_origin *o = c->origin;
-    if (o->client >= 0) {
-        control_reply_cmd(a->ctl, o->client, c);
-    } else {
+    if (c->op == CMD_WRITE) {
+        /* every write is audited, whoever asked */
         char shown[CODEC_STR_MAX * 6 + 16];
         codec_value eng;
         codec_scale(&c->raw, c->tag->scale, c->tag->offset, &eng);
         codec_format(&eng, shown, sizeof shown);
-        audit(a, c, c->dev->name, c->tag->name, shown, o->id, (double)(mono_ms() - o->t0));
-        send_result(a, c, o);
+        audit(a, c, c->dev->name, c->tag->name, shown, o->client >= 0 ? "mbgate write" : o->id,
+              (double)(mono_ms() - o->t0));
     }
+    if (o->client >= 0)
+        control_reply_cmd(a->ctl, o->client, c);
+    else
+        send_result(a, c, o);
     free_origin(o);
     free(c);
 }
@@ -400,16 +399,19 @@ static json_t *hook_submit(void *ctx, int client, const char *op, const json_t *
         } else if (c->op == CMD_WRITE) {
             /* the same validation as an MQTT setpoint */
             sp_command cmd;
-            char detail[256], *text = json_dumps(json_object_get(req, "value"), JSON_ENCODE_ANY);
-            sp_code code = text ? setpoint_parse(text, strlen(text), &cmd, detail, sizeof detail)
+            char *text = json_dumps(json_object_get(req, "value"), JSON_ENCODE_ANY);
+            sp_code code = text ? setpoint_parse(text, strlen(text), &cmd, c->detail, sizeof c->detail)
                                 : SP_BAD_PAYLOAD;
-            free(text);
             if (code == SP_OK) {
                 sp_policy pol = { a->cfg->setpoints.enabled, true, 0, false, now_ms() };
-                code = setpoint_check(c->tag, &pol, &cmd, detail, sizeof detail);
+                code = setpoint_check(c->tag, &pol, &cmd, c->detail, sizeof c->detail);
             }
-            if (code != SP_OK)
-                err = reply_error(code, detail);
+            if (code != SP_OK) {
+                c->code = code;
+                audit(a, c, d->name, tn, text ? text : "?", "mbgate write", 0);
+                err = reply_error(code, c->detail);
+            }
+            free(text);
             c->raw = cmd.raw;
         }
     }

@@ -8,7 +8,8 @@
  *   {"cmd":"probe", "device":"D","table":"holding","address":100,"count":4}
  * Replies: the status object (schema in README "Status JSON"), or
  *   {"ok":true,"v":…,"ts":…}            read/write
- *   {"ok":true,"regs":[…],"ts":…}       probe (bits as 0/1)
+ *   {"ok":true,"table":"holding","address":100,"regs":[…],"ts":…}
+ *                                       probe (bits as 0/1)
  *   {"ok":false,"error":"code","detail":"…"}
  * Non-blocking throughout: a silent, slow or hostile client costs the agent
  * nothing but a bounded buffer (requests over 64 KiB close the connection,
@@ -25,6 +26,13 @@
 
 #define CONTROL_MAX_CLIENTS 32
 #define CONTROL_MAX_REQUEST (64 * 1024)
+/* A client that makes no progress this long (silent, stuck in the middle of
+ * a request, or not reading its replies) is closed, unless one of its
+ * commands is on the bus. control_handle() checks: call it on every loop
+ * turn, also when poll() timed out. */
+#ifndef CONTROL_IDLE_MS
+#define CONTROL_IDLE_MS 30000
+#endif
 
 typedef struct {
     /* The status object (new reference). */
