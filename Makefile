@@ -31,9 +31,10 @@ DEPS_PKGS := build-essential pkg-config libmodbus-dev libmosquitto-dev \
   libconfig-dev libsqlite3-dev libjansson-dev libsystemd-dev libcmocka-dev \
   libprotobuf-c-dev protobuf-c-compiler \
   mosquitto mosquitto-clients python3-pytest python3-paho-mqtt \
-  python3-pymodbus python3-serial mbpoll socat sqlite3 clang
+  python3-pymodbus python3-serial python3-protobuf protobuf-compiler mbpoll \
+  socat sqlite3 clang debhelper dpkg-dev fakeroot lintian man-db systemd
 
-.PHONY: all check unit integration asan demo deps install clean
+.PHONY: all check unit integration asan demo deps install clean deb deb-check
 all: $(B)/mbgate
 
 $(B)/mbgate: $(OBJS)
@@ -100,6 +101,14 @@ demo: deps all
 
 install: $(B)/mbgate
 	install -D -m 0755 $(B)/mbgate $(DESTDIR)$(BINDIR)/mbgate
+
+# Debian package in build/, built in a staging copy (packaging/build-deb.sh)
+DEB_ARCH ?= $(shell dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null)
+deb:
+	packaging/build-deb.sh $(DEB_ARCH)
+
+deb-check: deps
+	bash tests/packaging/test_deb.sh
 
 clean:
 	rm -rf build

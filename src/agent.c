@@ -22,6 +22,7 @@
 #include "outbox.h"
 #include "payload.h"
 #include "setpoint.h"
+#include "sparkplug.h"
 
 #define MSG_MAX (64 * 1024)
 
@@ -39,8 +40,11 @@ typedef struct {
     uint16_t corr_len;
     char id[SP_ID_MAX + 1];
     int64_t t0;                     /* mono ms received */
-    int client;                     /* control client id, or -1 for MQTT */
+    int client;                     /* control client id, or an ORIGIN_ */
 } cmd_origin;
+
+#define ORIGIN_MQTT (-1)      /* P/D/T/set: result on P/D/T/set/result */
+#define ORIGIN_SPARKPLUG (-2) /* DCMD: no result message, DDATA shows the write */
 
 typedef struct agent {
     config *base;                   /* startup config: gateway, mqtt, buffer, control */
@@ -51,6 +55,7 @@ typedef struct agent {
     outbox *ob;
     mqtt *mq;
     control *ctl;
+    sparkplug *sp;                  /* NULL in the JSON format */
     dev_state *states;
     sp_bucket **buckets;            /* [device][tag] */
     int sigfd;
@@ -76,6 +81,11 @@ static void publish_device_state(agent *a, size_t i)
 {
     char topic[CFG_TEXT_MAX * 2], body[512];
     const dev_state *s = &a->states[i];
+    if (a->sp) {
+        if (s->known)
+            sparkplug_device_state(a->sp, a->cfg->devices[i].name, s->up);
+        return;
+    }
     if (!s->known || !mqtt_is_connected(a->mq))
         return;
     snprintf(topic, sizeof topic, "%s/%s/status", a->base->mqtt.topic_prefix, a->cfg->devices[i].name);
@@ -107,7 +117,7 @@ static void status_json(agent *a, char *buf, size_t n)
 static void publish_status(agent *a)
 {
     char body[1024];
-    if (!mqtt_is_connected(a->mq))
+    if (!mqtt_is_connected(a->mq) || a->sp)
         return;
     status_json(a, body, sizeof body);
     publish_simple(a, a->status_topic, body, 1, true);
@@ -195,43 +205,30 @@ static int parse_set_topic(agent *a, const char *topic, char *dev, char *tag)
     return 0;
 }
 
-static void on_message(void *ctx, const struct mosquitto_message *m, const mosquitto_property *props)
+/* Validate a setpoint command and hand it to the link's thread; a refusal
+ * is audited and answered at once. Takes ownership of o. */
+static void run_setpoint(agent *a, cmd_origin *o, const char *dev, const char *tag,
+                         const void *payload, size_t len, bool retained)
 {
-    agent *a = ctx;
-    char dev[CFG_NAME_MAX], tag[CFG_NAME_MAX];
-    if (parse_set_topic(a, m->topic, dev, tag) < 0)
-        return;
-    cmd_origin *o = calloc(1, sizeof *o);
     bus_cmd *c = calloc(1, sizeof *c);
-    if (!o || !c) {
-        free(o);
-        free(c);
+    if (!c) {
+        free_origin(o);
         return;
-    }
-    o->client = -1;
-    o->t0 = mono_ms();
-    snprintf(o->topic, sizeof o->topic, "%s/result", m->topic);
-    char *rt = NULL;
-    if (mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &rt, false)) {
-        snprintf(o->response_topic, sizeof o->response_topic, "%s", rt);
-        free(rt);
-        mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &o->corr, &o->corr_len, false);
     }
     const cfg_device *d = config_device(a->cfg, dev);
     const cfg_tag *t = d ? config_tag(d, tag) : NULL;
     sp_command cmd;
     char shown[80];
-    snprintf(shown, sizeof shown, "%.*s", m->payloadlen > 60 ? 60 : m->payloadlen,
-             m->payload ? (const char *)m->payload : "");
+    snprintf(shown, sizeof shown, "%.*s", len > 60 ? 60 : (int)len, payload ? (const char *)payload : "");
     for (char *p = shown; *p; p++)
         if ((unsigned char)*p < 0x20)
             *p = '?';
-    sp_code code = setpoint_parse(m->payload ? m->payload : "", (size_t)m->payloadlen, &cmd,
-                                  c->detail, sizeof c->detail);
-    snprintf(o->id, sizeof o->id, "%s", cmd.id);
+    sp_code code = setpoint_parse(payload ? payload : "", len, &cmd, c->detail, sizeof c->detail);
+    if (!*o->id)
+        snprintf(o->id, sizeof o->id, "%s", cmd.id);
     if (code == SP_OK) {
         sp_policy pol = { a->cfg->setpoints.enabled, a->cfg->setpoints.accept_retained,
-                          a->cfg->setpoints.max_age_s, m->retain, now_ms() };
+                          a->cfg->setpoints.max_age_s, retained, now_ms() };
         code = setpoint_check(t, &pol, &cmd, c->detail, sizeof c->detail);
     }
     if (code == SP_OK && !setpoint_rate_ok(bucket_for(a, d, t), a->cfg->setpoints.max_rate, mono_ms())) {
@@ -241,7 +238,8 @@ static void on_message(void *ctx, const struct mosquitto_message *m, const mosqu
     if (code != SP_OK) {
         c->code = code;
         audit(a, c, dev, tag, shown, o->id, 0);
-        send_result(a, c, o);
+        if (o->client == ORIGIN_MQTT)
+            send_result(a, c, o);
         free_origin(o);
         free(c);
         return;
@@ -253,6 +251,51 @@ static void on_message(void *ctx, const struct mosquitto_message *m, const mosqu
     c->deadline = o->t0 + (int64_t)d->timeout_ms * (d->retries + 1);
     c->origin = o;
     bus_submit(a->bus, c);
+}
+
+static cmd_origin *new_origin(int client)
+{
+    cmd_origin *o = calloc(1, sizeof *o);
+    if (o) {
+        o->client = client;
+        o->t0 = mono_ms();
+    }
+    return o;
+}
+
+/* A Sparkplug DCMD metric: the same pipeline; accepted writes show as DDATA. */
+static void sparkplug_write(void *ctx, const cfg_device *d, const cfg_tag *t, const char *json, int64_t ts)
+{
+    (void)ts;
+    agent *a = ctx;
+    cmd_origin *o = new_origin(ORIGIN_SPARKPLUG);
+    if (!o)
+        return;
+    snprintf(o->id, sizeof o->id, "DCMD");
+    run_setpoint(a, o, d ? d->name : "?", t ? t->name : "?", json, strlen(json), false);
+}
+
+static void on_message(void *ctx, const struct mosquitto_message *m, const mosquitto_property *props)
+{
+    agent *a = ctx;
+    char dev[CFG_NAME_MAX], tag[CFG_NAME_MAX];
+    if (a->sp) {
+        sparkplug_message(a->sp, m, sparkplug_write, a);
+        return;
+    }
+    if (parse_set_topic(a, m->topic, dev, tag) < 0)
+        return;
+    cmd_origin *o = new_origin(ORIGIN_MQTT);
+    if (!o)
+        return;
+    snprintf(o->topic, sizeof o->topic, "%s/result", m->topic);
+    char *rt = NULL;
+    if (mosquitto_property_read_string(props, MQTT_PROP_RESPONSE_TOPIC, &rt, false)) {
+        snprintf(o->response_topic, sizeof o->response_topic, "%s", rt);
+        free(rt);
+        mosquitto_property_read_binary(props, MQTT_PROP_CORRELATION_DATA, &o->corr, &o->corr_len, false);
+    }
+    run_setpoint(a, o, dev, tag, m->payload, (size_t)m->payloadlen, m->retain);
 }
 
 static void command_done(agent *a, bus_cmd *c)
@@ -269,7 +312,7 @@ static void command_done(agent *a, bus_cmd *c)
     }
     if (o->client >= 0)
         control_reply_cmd(a->ctl, o->client, c);
-    else
+    else if (o->client == ORIGIN_MQTT)
         send_result(a, c, o);
     free_origin(o);
     free(c);
@@ -367,14 +410,12 @@ static json_t *hook_submit(void *ctx, int client, const char *op, const json_t *
         return json_pack("{s:b,s:s,s:s}", "ok", 0, "error", "unknown_device",
                          "detail", dn ? dn : "no device given");
     bus_cmd *c = calloc(1, sizeof *c);
-    cmd_origin *o = calloc(1, sizeof *o);
+    cmd_origin *o = new_origin(client);
     if (!c || !o) {
         free(c);
         free(o);
         return reply_error(SP_TIMEOUT, "out of memory");
     }
-    o->client = client;
-    o->t0 = mono_ms();
     c->dev = d;
     c->origin = o;
     c->deadline = o->t0 + (int64_t)d->timeout_ms * (d->retries + 1);
@@ -434,6 +475,8 @@ static void handle_events(agent *a)
         queue_item *next = it->next;
         if (it->kind == EV_SAMPLES) {
             bus_samples *e = (bus_samples *)it;
+            for (sample *x = e->list; a->sp && x; x = x->next)
+                sparkplug_observe(a->sp, x);
             *tail = e->list;
             while (*tail)
                 tail = &(*tail)->next;
@@ -462,13 +505,22 @@ static void publish_pending(agent *a)
     static char topic[CFG_TEXT_MAX * 3], body[MSG_MAX];
     sample *s;
     while ((s = outbox_next(a->ob, mono_ms()))) {
-        int mid = 0, len = payload_sample(s, body, sizeof body);
-        if (len < 0 || payload_topic(a->base->mqtt.topic_prefix, s, topic, sizeof topic) < 0 ||
-            mqtt_publish(a->mq, topic, body, len, a->base->mqtt.qos, a->base->mqtt.retain, NULL, &mid) < 0) {
+        int mid = 0, len;
+        if (a->sp) {
+            if (sparkplug_publish(a->sp, s, &mid) < 0) {
+                outbox_failed(a->ob, s);
+                return;
+            }
+        } else if ((len = payload_sample(s, body, sizeof body)) < 0 ||
+                   payload_topic(a->base->mqtt.topic_prefix, s, topic, sizeof topic) < 0 ||
+                   mqtt_publish(a->mq, topic, body, len, a->base->mqtt.qos, a->base->mqtt.retain,
+                                NULL, &mid) < 0) {
             outbox_failed(a->ob, s);
             return;
         }
         outbox_sent(a->ob, s, mid);
+        if (mid < 0)
+            outbox_acked(a->ob, mid); /* nothing to send (a tag removed by a reload) */
     }
 }
 
@@ -476,6 +528,10 @@ static void on_connected(void *ctx)
 {
     agent *a = ctx;
     char birth[256], sub[CFG_TEXT_MAX + 16];
+    if (a->sp) {
+        sparkplug_connected(a->sp);
+        return;
+    }
     snprintf(birth, sizeof birth, "{\"state\":\"online\",\"ts\":%lld,\"version\":\"%s\"}",
              (long long)now_ms(), MBGATE_VERSION);
     publish_simple(a, a->status_topic, birth, 1, true);
@@ -493,13 +549,25 @@ static void on_will(void *ctx, const char **topic, const void **payload, int *le
 {
     agent *a = ctx;
     static const char offline[] = "{\"state\":\"offline\"}";
+    if (a->sp) {
+        *retain = false;
+        sparkplug_will(a->sp, topic, payload, len);
+        return;
+    }
     *topic = a->status_topic;
     *payload = offline;
     *len = (int)sizeof offline - 1;
     *retain = true;
 }
 
-static void on_disconnected(void *ctx) { outbox_connected(((agent *)ctx)->ob, false); }
+static void on_disconnected(void *ctx)
+{
+    agent *a = ctx;
+    if (a->sp)
+        sparkplug_disconnected(a->sp);
+    else
+        outbox_connected(a->ob, false);
+}
 
 static void on_acked(void *ctx, int mid) { outbox_acked(((agent *)ctx)->ob, mid); }
 
@@ -565,7 +633,9 @@ static void reload(agent *a)
         return;
     }
     log_info("reloaded: %zu devices", a->cfg->ndevices);
-    if (mqtt_is_connected(a->mq))
+    if (a->sp)
+        sparkplug_set_config(a->sp, a->cfg);
+    else if (mqtt_is_connected(a->mq))
         on_connected(a);
 }
 
@@ -682,7 +752,10 @@ static void shutdown_agent(agent *a)
             poll(&p, 1, 50);
             mqtt_io(a->mq, p.revents);
         }
-        publish_simple(a, a->status_topic, "{\"state\":\"offline\"}", 1, true);
+        if (a->sp)
+            sparkplug_shutdown(a->sp);
+        else
+            publish_simple(a, a->status_topic, "{\"state\":\"offline\"}", 1, true);
         mqtt_shutdown(a->mq, 2000);
     }
     outbox_tick(a->ob, mono_ms());
@@ -718,6 +791,10 @@ int agent_run(const char *path)
         log_error("%s", err);
         goto out_ob;
     }
+    if (a.cfg->mqtt.sparkplug && !(a.sp = sparkplug_new(a.cfg, a.mq, a.ob, err, sizeof err))) {
+        log_error("%s", err);
+        goto out_all;
+    }
     control_hooks hooks = { hook_status, hook_submit };
     if (*a.cfg->control.socket &&
         !(a.ctl = control_open(a.cfg->control.socket, &hooks, &a, err, sizeof err)))
@@ -735,6 +812,7 @@ int agent_run(const char *path)
     rc = 0;
 out_all:
     control_close(a.ctl);
+    sparkplug_free(a.sp);
     mqtt_free(a.mq);
 out_ob:
     outbox_close(a.ob);
