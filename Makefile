@@ -64,7 +64,7 @@ test_plan_DEPS     := plan
 test_config_DEPS   := config codec plan
 test_setpoint_DEPS := setpoint codec
 test_payload_DEPS  := payload codec sample
-test_control_DEPS  := control_fastidle codec setpoint config plan log
+test_control_DEPS  := control_fastidle codec setpoint config plan log payload sample
 test_control_CPPFLAGS := -DCONTROL_IDLE_MS=200
 test_spb_DEPS      := spb codec sparkplug_b.pb-c
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)

@@ -26,6 +26,7 @@
 #include "bus.h"
 #include "codec.h"
 #include "config.h"
+#include "payload.h"
 
 #define CLI_TIMEOUT_MS 5000
 #define REPLY_MAX (64 * 1024 * 1024) /* a status with thousands of devices fits */
@@ -257,24 +258,6 @@ out:
 }
 
 /* ---- formatting ---------------------------------------------------------- */
-
-/* A JSON value as JSON text, numbers as SPEC §4 prints them. */
-static void json_value_text(const json_t *v, char *buf, size_t n)
-{
-    codec_value cv = { .kind = CV_NONE };
-    if (json_is_integer(v)) {
-        cv.kind = CV_INT;
-        cv.i = json_integer_value(v);
-    } else if (json_is_real(v)) {
-        cv.kind = CV_F64;
-        cv.f64 = json_real_value(v);
-    }
-    if (cv.kind != CV_NONE && codec_format(&cv, buf, n) >= 0)
-        return;
-    char *s = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    snprintf(buf, n, "%s", s ? s : "null");
-    free(s);
-}
 
 static json_int_t geti(const json_t *o, const char *k)
 {
@@ -587,7 +570,7 @@ int cli_read(const char *socket_path, const char *dev, const char *tag)
         print_refusal(what, reply);
         goto out;
     }
-    json_value_text(json_object_get(reply, "v"), v, sizeof v);
+    payload_json_text(json_object_get(reply, "v"), v, sizeof v);
     /* A uint64 past 2^63: jansson only has int64, say it is not exact. */
     printf("%s/%s = %s%s\n", dev, tag, v, rounded ? " (rounded: over 2^63)" : "");
     rc = 0;
@@ -610,7 +593,7 @@ int cli_write(const char *socket_path, const char *dev, const char *tag, const c
         fprintf(stderr, "mbgate: write %s/%s: the value is not valid UTF-8 text\n", dev, tag);
         return CLI_USAGE;
     }
-    json_value_text(value, shown, sizeof shown);
+    payload_json_text(value, shown, sizeof shown);
     snprintf(what, sizeof what, "write %s/%s = %s", dev, tag, shown);
     req = json_pack("{s:s,s:s,s:s,s:O}", "cmd", "write", "device", dev, "tag", tag, "value", value);
     if (!req) {
@@ -628,7 +611,7 @@ int cli_write(const char *socket_path, const char *dev, const char *tag, const c
     }
     const json_t *v = json_object_get(reply, "v");
     if (v && !json_is_null(v)) {
-        json_value_text(v, back, sizeof back);
+        payload_json_text(v, back, sizeof back);
         printf("%s/%s = %s: ok (read back %s)\n", dev, tag, shown, back);
     } else {
         printf("%s/%s = %s: ok\n", dev, tag, shown);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "payload.h"
 
 #define IN_CAP (CONTROL_MAX_REQUEST + 1) /* a request and its newline */
 #define OUT_HIGH (1024 * 1024)   /* stop taking requests while this much is unsent */
@@ -320,23 +321,10 @@ static void reply_error(client *cl, const char *code, const char *fmt, ...)
     json_decref(o);
 }
 
-/* A JSON value as short text for the log: numbers the way SPEC §4 prints
- * them (jansson would print 0.1 as 0.10000000000000001). */
+/* A JSON value as short text for the log. */
 static void value_text(const json_t *v, char *buf, size_t n)
 {
-    codec_value cv = { .kind = CV_NONE };
-    if (json_is_integer(v)) {
-        cv.kind = CV_INT;
-        cv.i = json_integer_value(v);
-    } else if (json_is_real(v)) {
-        cv.kind = CV_F64;
-        cv.f64 = json_real_value(v);
-    }
-    if (cv.kind != CV_NONE && codec_format(&cv, buf, n) >= 0)
-        return;
-    char *s = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    snprintf(buf, n, "%s", s ? s : "?");
-    free(s);
+    payload_json_text(v, buf, n);
     if (strlen(buf) > 80)
         memcpy(buf + 77, "...", 4);
 }

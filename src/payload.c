@@ -2,7 +2,10 @@
 #include "payload.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "codec.h"
 
 int payload_topic(const char *prefix, const sample *s, char *buf, size_t n)
 {
@@ -69,4 +72,21 @@ int payload_device_state(bool up, int64_t ts, const char *error, char *buf, size
         snprintf(err, sizeof err, "\"error\"");
     return fit(snprintf(buf, n, "{\"state\":\"down\",\"ts\":%lld,\"error\":%s}",
                         (long long)ts, err), n);
+}
+
+void payload_json_text(const json_t *v, char *buf, size_t n)
+{
+    codec_value cv = { .kind = CV_NONE };
+    if (json_is_integer(v)) {
+        cv.kind = CV_INT;
+        cv.i = json_integer_value(v);
+    } else if (json_is_real(v)) {
+        cv.kind = CV_F64;
+        cv.f64 = json_real_value(v);
+    }
+    if (cv.kind != CV_NONE && codec_format(&cv, buf, n) >= 0)
+        return;
+    char *s = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    snprintf(buf, n, "%s", s ? s : "null");
+    free(s);
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "sample.h"
 
 /* P/D/T, or P/D for a device-layout sample. */
@@ -21,6 +23,11 @@ int payload_sample(const sample *s, char *buf, size_t n);
 
 /* {"state":"up"|"down","ts":…[,"error":"…"]} for P/D/status. */
 int payload_device_state(bool up, int64_t ts, const char *error, char *buf, size_t n);
+
+/* A JSON value (from a request or reply) as JSON text, numbers printed as
+ * SPEC §4 prints them (jansson would print 0.1 as 0.10000000000000001);
+ * "null" for NULL. */
+void payload_json_text(const json_t *v, char *buf, size_t n);
 
 /* A JSON string literal with quotes, escaped. */
 int payload_string(const char *s, char *buf, size_t n);
