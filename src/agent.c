@@ -205,6 +205,20 @@ static int parse_set_topic(agent *a, const char *topic, char *dev, char *tag)
     return 0;
 }
 
+/* The commanded value for the audit line (the payload may be an object). */
+static void command_text(const sp_command *cmd, char *buf, size_t n)
+{
+    codec_value v = { .kind = CV_STR };
+    switch (cmd->kind) {
+    case SPV_BOOL: v.kind = CV_BOOL; v.b = cmd->b; break;
+    case SPV_INT: v.kind = CV_INT; v.i = cmd->i; break;
+    case SPV_REAL: v.kind = CV_F64; v.f64 = cmd->d; break;
+    case SPV_STR: snprintf(v.s, sizeof v.s, "%s", cmd->s); break;
+    }
+    if (codec_format(&v, buf, n) < 0)
+        snprintf(buf, n, "?");
+}
+
 /* Validate a setpoint command and hand it to the link's thread; a refusal
  * is audited and answered at once. Takes ownership of o. */
 static void run_setpoint(agent *a, cmd_origin *o, const char *dev, const char *tag,
@@ -218,7 +232,7 @@ static void run_setpoint(agent *a, cmd_origin *o, const char *dev, const char *t
     const cfg_device *d = config_device(a->cfg, dev);
     const cfg_tag *t = d ? config_tag(d, tag) : NULL;
     sp_command cmd;
-    char shown[80];
+    char shown[CODEC_STR_MAX * 6 + 16];
     snprintf(shown, sizeof shown, "%.*s", len > 60 ? 60 : (int)len, payload ? (const char *)payload : "");
     for (char *p = shown; *p; p++)
         if ((unsigned char)*p < 0x20)
@@ -226,6 +240,8 @@ static void run_setpoint(agent *a, cmd_origin *o, const char *dev, const char *t
     sp_code code = setpoint_parse(payload ? payload : "", len, &cmd, c->detail, sizeof c->detail);
     if (!*o->id)
         snprintf(o->id, sizeof o->id, "%s", cmd.id);
+    if (code == SP_OK)
+        command_text(&cmd, shown, sizeof shown);
     if (code == SP_OK) {
         sp_policy pol = { a->cfg->setpoints.enabled, a->cfg->setpoints.accept_retained,
                           a->cfg->setpoints.max_age_s, retained, now_ms() };
@@ -307,8 +323,7 @@ static void command_done(agent *a, bus_cmd *c)
         codec_value eng;
         codec_scale(&c->raw, c->tag->scale, c->tag->offset, &eng);
         codec_format(&eng, shown, sizeof shown);
-        audit(a, c, c->dev->name, c->tag->name, shown, o->client >= 0 ? "mbgate write" : o->id,
-              (double)(mono_ms() - o->t0));
+        audit(a, c, c->dev->name, c->tag->name, shown, o->client >= 0 ? "mbgate write" : o->id, c->ms);
     }
     if (o->client >= 0)
         control_reply_cmd(a->ctl, o->client, c);
@@ -537,10 +552,9 @@ static void on_connected(void *ctx)
     publish_simple(a, a->status_topic, birth, 1, true);
     for (size_t i = 0; i < a->cfg->ndevices; i++)
         publish_device_state(a, i);
-    if (a->cfg->setpoints.enabled) {
-        snprintf(sub, sizeof sub, "%s/+/+/set", a->base->mqtt.topic_prefix);
-        mqtt_subscribe(a->mq, sub, 1);
-    }
+    /* subscribed even when disabled, so that commands are answered "disabled" */
+    snprintf(sub, sizeof sub, "%s/+/+/set", a->base->mqtt.topic_prefix);
+    mqtt_subscribe(a->mq, sub, 1);
     outbox_connected(a->ob, true);
     a->next_status = mono_ms() + (int64_t)a->base->status.publish_interval_s * 1000;
 }

@@ -1,5 +1,4 @@
 /* main.c - the mbgate command line (SPEC §2). */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,28 +61,39 @@ typedef struct {
     char **argv;
 } options;
 
+/* Options may come before or after the arguments; anything that is not a
+ * known option is an argument, so a value like -5 stays a value. */
 static int parse(int argc, char **argv, options *o)
 {
-    static const struct option longopts[] = {
-        { "config", required_argument, NULL, 'c' }, { "socket", required_argument, NULL, 's' },
-        { "listen", required_argument, NULL, 'l' }, { "json", no_argument, NULL, 'j' },
-        { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
-    };
-    int c;
+    static char *positional[16];
     o->config = getenv("MBGATE_CONFIG") ? getenv("MBGATE_CONFIG") : DEFAULT_CONFIG;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "+c:s:l:jh", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c': o->config = optarg; break;
-        case 's': o->socket = optarg; break;
-        case 'l': o->listen = optarg; break;
-        case 'j': o->json = true; break;
-        case 'h': return 1;
-        default: return -1;
+    o->argc = 0;
+    o->argv = positional;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **target = NULL;
+        if (!strcmp(a, "-c") || !strcmp(a, "--config"))
+            target = &o->config;
+        else if (!strcmp(a, "-s") || !strcmp(a, "--socket"))
+            target = &o->socket;
+        else if (!strcmp(a, "-l") || !strcmp(a, "--listen"))
+            target = &o->listen;
+        else if (!strcmp(a, "-j") || !strcmp(a, "--json"))
+            o->json = true;
+        else if (!strcmp(a, "-h") || !strcmp(a, "--help"))
+            return 1;
+        else if (!strncmp(a, "--", 2) && a[2])
+            return -1;
+        else if (o->argc < (int)(sizeof positional / sizeof *positional))
+            positional[o->argc++] = argv[i];
+        else
+            return -1;
+        if (target) {
+            if (++i >= argc)
+                return -1;
+            *target = argv[i];
         }
     }
-    o->argc = argc - optind;
-    o->argv = argv + optind;
     return 0;
 }
 
