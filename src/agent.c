@@ -641,15 +641,15 @@ static void reload(agent *a)
     if (a->cfg != a->base)
         config_free(a->cfg);
     a->cfg = n;
+    if (a->sp)
+        sparkplug_set_config(a->sp, a->cfg);
     if (alloc_device_state(a) < 0 || !(a->bus = bus_start(a->cfg, &a->q, err, sizeof err))) {
         log_error("reload: %s", *err ? err : "out of memory");
         a->stopping = true;
         return;
     }
     log_info("reloaded: %zu devices", a->cfg->ndevices);
-    if (a->sp)
-        sparkplug_set_config(a->sp, a->cfg);
-    else if (mqtt_is_connected(a->mq))
+    if (!a->sp && mqtt_is_connected(a->mq))
         on_connected(a);
 }
 

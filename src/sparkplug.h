@@ -6,9 +6,13 @@
  * (aliases unique across the node), DDATA by alias, DDEATH/DBIRTH as PLCs
  * come and go, seq 0..255 shared across node and devices, Rebirth on NCMD,
  * and, with primary_host_id, births and data only while that host is
- * online (data is held in the outbox meanwhile and replayed as historical).
- * Births and data go out at QoS 0 and unretained, as Sparkplug requires;
- * the outbox deletes a sample once it was written to the socket. */
+ * online (data is held in the outbox meanwhile and replayed as historical;
+ * an offline STATE newer than the last one gets an NDEATH, a stale one is
+ * ignored). A device that comes up while the node is born gets its DBIRTH
+ * just before its first DDATA, so that the birth carries its values; no
+ * DDATA goes out for a device without a DBIRTH in the session (after its
+ * DDEATH). Births and data go out at QoS 0 and unretained, as Sparkplug
+ * requires; the outbox deletes a sample once it was written to the socket. */
 #ifndef MBGATE_SPARKPLUG_H
 #define MBGATE_SPARKPLUG_H
 
@@ -49,7 +53,9 @@ void sparkplug_device_state(sparkplug *sp, const char *dev, bool up);
 /* A fresh sample: remembered as the tag's current value for births. */
 void sparkplug_observe(sparkplug *sp, const sample *s);
 
-/* Publish a sample as DDATA; 0 with *mid, or -1 (then retry later). */
+/* Publish a sample as DDATA; 0 with *mid (-1: nothing was sent and the
+ * sample is done with: a removed tag, a device without a DBIRTH, the value
+ * already in the DBIRTH), or -1 (then retry later). */
 int sparkplug_publish(sparkplug *sp, const sample *s, int *mid);
 
 /* A message on one of our subscriptions (STATE, NCMD, DCMD). */
