@@ -25,6 +25,7 @@
 #include "sparkplug.h"
 
 #define MSG_MAX (64 * 1024)
+#define GROW_WINDOW_S 5 /* backlog "growing": more pending than this many seconds ago */
 
 typedef struct {
     bool known, up;
@@ -66,7 +67,8 @@ typedef struct agent {
     char sp_last[300];
     int64_t sp_last_ts;
     char status_topic[CFG_TEXT_MAX + 16];
-    int64_t pending_prev, pending_growing_since;
+    int64_t pending_hist[GROW_WINDOW_S]; /* pending, one a second, for "backlog growing" */
+    unsigned pending_pos;
 } agent;
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -335,6 +337,15 @@ static void command_done(agent *a, bus_cmd *c)
 
 /* ---- control socket hooks ----------------------------------------------- */
 
+/* Undeliverable samples piling up: the broker is away and more is pending
+ * now than GROW_WINDOW_S seconds ago. */
+static bool backlog_growing(const agent *a, const outbox_stats *os, const mqtt_stats *ms)
+{
+    if (ms->connected || os->pending == 0 || a->pending_pos < GROW_WINDOW_S)
+        return false;
+    return os->pending > a->pending_hist[a->pending_pos % GROW_WINDOW_S];
+}
+
 static json_t *health(agent *a, const outbox_stats *os, const mqtt_stats *ms)
 {
     json_t *reasons = json_array();
@@ -352,7 +363,7 @@ static json_t *health(agent *a, const outbox_stats *os, const mqtt_stats *ms)
         json_array_append_new(reasons, json_string("broker disconnected"));
         code = code < 1 ? 1 : code;
     }
-    if (a->pending_growing_since) {
+    if (backlog_growing(a, os, ms)) {
         json_array_append_new(reasons, json_string("backlog growing"));
         code = code < 1 ? 1 : code;
     }
@@ -405,7 +416,7 @@ static json_t *hook_status(void *ctx)
         "last_error", ms.last_error, "last_error_ts", (json_int_t)ms.last_error_ts,
         "outbox", "pending", (json_int_t)os.pending, "oldest_ts", (json_int_t)os.oldest_ts,
         "file_bytes", (json_int_t)os.file_bytes, "dropped", (json_int_t)os.dropped,
-        "dropping", os.dropping, "disk_full", os.disk_full, "growing", a->pending_growing_since != 0,
+        "dropping", os.dropping, "disk_full", os.disk_full, "growing", backlog_growing(a, &os, &ms),
         "devices", devs,
         "setpoints", "ok", (json_int_t)a->sp_ok, "rejected", (json_int_t)a->sp_rejected,
         "last", a->sp_last, "last_ts", (json_int_t)a->sp_last_ts);
@@ -660,14 +671,7 @@ static void notify(agent *a, int64_t now)
     a->next_notify = now + 1000;
     outbox_stats os;
     outbox_stats_get(a->ob, &os);
-    /* backlog growing: pending rose over the last 10 s while we cannot deliver */
-    if (os.pending > a->pending_prev && !mqtt_is_connected(a->mq)) {
-        if (!a->pending_growing_since)
-            a->pending_growing_since = now;
-    } else if (os.pending <= a->pending_prev || mqtt_is_connected(a->mq)) {
-        a->pending_growing_since = 0;
-    }
-    a->pending_prev = os.pending;
+    a->pending_hist[a->pending_pos++ % GROW_WINDOW_S] = os.pending;
     size_t up = 0;
     for (size_t i = 0; i < a->cfg->ndevices; i++)
         up += a->states[i].known && a->states[i].up;

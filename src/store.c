@@ -70,7 +70,8 @@ static bool usable(sqlite3 *db, const char **why)
 
 static int prepare(store *st)
 {
-    if (sqlite3_exec(st->db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) != SQLITE_OK ||
+    /* the WAL is truncated back to 1 MiB after each checkpoint */
+    if (sqlite3_exec(st->db, "PRAGMA journal_mode=WAL; PRAGMA journal_size_limit=1048576", NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_exec(st->db, SCHEMA, NULL, NULL, NULL) != SQLITE_OK)
         return -1;
     char app[64];
