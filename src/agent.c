@@ -61,7 +61,7 @@ typedef struct agent {
     sp_bucket **buckets;            /* [device][tag] */
     int sigfd;
     bool stopping;
-    int64_t started_mono, started_wall;
+    int64_t started_mono;
     int64_t next_status, next_notify;
     uint64_t sp_ok, sp_rejected;
     char sp_last[300];
@@ -648,6 +648,14 @@ static void reload(agent *a)
         n->mqtt.brokers[0].port != a->base->mqtt.brokers[0].port)
         log_warn("reload: gateway, mqtt, buffer and control settings take effect at the next restart");
     stop_bus(a);
+    for (size_t i = 0; !a->sp && i < a->cfg->ndevices; i++)
+        if (!config_device(n, a->cfg->devices[i].name)) {
+            /* a removed device leaves no stale retained status behind */
+            char topic[CFG_TEXT_MAX * 2];
+            snprintf(topic, sizeof topic, "%s/%s/status", a->base->mqtt.topic_prefix,
+                     a->cfg->devices[i].name);
+            publish_simple(a, topic, "", 1, true);
+        }
     free_device_state(a);
     if (a->cfg != a->base)
         config_free(a->cfg);
@@ -659,9 +667,8 @@ static void reload(agent *a)
         a->stopping = true;
         return;
     }
+    /* same broker session: device states follow from the new link threads */
     log_info("reloaded: %zu devices", a->cfg->ndevices);
-    if (!a->sp && mqtt_is_connected(a->mq))
-        on_connected(a);
 }
 
 static void notify(agent *a, int64_t now)
@@ -785,7 +792,6 @@ int agent_run(const char *path)
     char err[8192] = "";
     int rc = 1;
     a.started_mono = mono_ms();
-    a.started_wall = now_ms();
     a.base = a.cfg = config_load(path, err, sizeof err);
     if (!a.cfg) {
         fprintf(stderr, "%s\n", err);
