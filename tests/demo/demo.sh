@@ -34,10 +34,12 @@ mbgate demo
   config   $dir/demo.conf       agent log  $dir/agent.log
   try      $bin write plc1 setpoint 1200 -c $dir/demo.conf
            mosquitto_pub -p $mq_port -t mbgate/demo/plc1/setpoint/set -m 900
-Live messages follow; \`mbgate status\` every 15 s. Ctrl-C to stop.
+Live messages follow; \`mbgate status\` after 5 s, then every 15 s. Ctrl-C to stop.
 
 INFO
 mosquitto_sub -p "$mq_port" -t 'mbgate/#' -v & pids+=($!)
-while sleep 15; do
+sleep 5
+while :; do
   echo; "$bin" status -c "$dir/demo.conf" || true; echo
+  sleep 15
 done
