@@ -31,7 +31,8 @@ DEPS_PKGS := build-essential pkg-config libmodbus-dev libmosquitto-dev \
   libconfig-dev libsqlite3-dev libjansson-dev libsystemd-dev libcmocka-dev \
   libprotobuf-c-dev protobuf-c-compiler \
   mosquitto mosquitto-clients python3-pytest python3-paho-mqtt \
-  python3-pymodbus python3-serial python3-protobuf protobuf-compiler mbpoll \
+  python3-pymodbus python3-serial python3-serial-asyncio python3-pytest-xdist \
+  python3-protobuf protobuf-compiler mbpoll \
   socat sqlite3 clang debhelper dpkg-dev fakeroot lintian man-db systemd
 
 .PHONY: all check unit integration asan demo deps install clean deb deb-check

@@ -19,6 +19,8 @@
 #define LINK_BACKOFF_MAX_MS 10000
 #define DEV_BACKOFF_MIN_MS 1000
 #define DEV_BACKOFF_MAX_MS 30000
+#define FRAME_ERRORS_MAX 3  /* bad frames in a row, whoever sent them: reopen the link */
+#define FRAME_SETTLE_MS 100 /* after a bad frame: quiet time before the line is flushed */
 #define LAT_N 256
 #define MAX_WAIT_MS 1000 /* wake at least this often, for the watchdog */
 
@@ -49,6 +51,7 @@ typedef struct {
     int64_t retry_at;   /* mono ms: backed off until then */
     unsigned backoff_ms;
     bool no_mask_write; /* FC22 refused once: use read + write */
+    bool no_answer;     /* its last request got no reply at all (timeout, garbage) */
     char *acc;          /* device layout: this cycle's values, "{…" so far */
     size_t acclen, acccap;
     int64_t acc_ts;
@@ -66,12 +69,13 @@ typedef struct mblink {
     size_t ndevs;
     modbus_t *ctx;
     bool connected;
-    bool down_logged;
-    int64_t connect_at;
+    bool down_logged;        /* "link down" said; "up again" once anything answers */
+    bool rs485_warned;
+    int64_t connect_at;      /* mono ms of the next open attempt */
     unsigned backoff_ms;
-    int64_t last_frame;      /* mono us of the end of the last RTU frame */
-    unsigned timeouts_in_row;
-    int last_errno;          /* errno of the last failed transaction */
+    int64_t last_frame;      /* mono us of the end of the last frame on the line */
+    unsigned frame_errors;   /* bad frames in a row on the link */
+    int last_errno;          /* errno of the last attempt, 0 when it succeeded */
     pthread_t thread;
     bool started;
     pthread_mutex_t lock;    /* commands and statistics */
@@ -253,10 +257,16 @@ static void mark_all_bad(mblink *l, device *d, const char *msg)
 
 /* ---- the link ---------------------------------------------------------- */
 
-static bool is_link_error(int e)
+static void sleep_until_us(int64_t t)
 {
-    return e == ECONNRESET || e == EPIPE || e == EBADF || e == ECONNREFUSED ||
-           e == ENOTCONN || e == EIO || e == ENXIO || e == ENODEV || e == EMBBADDATA;
+    struct timespec ts = { t / 1000000, (t % 1000000) * 1000 };
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+        ;
+}
+
+static void set_timeout(modbus_t *ctx, unsigned ms)
+{
+    modbus_set_response_timeout(ctx, ms / 1000, (ms % 1000) * 1000);
 }
 
 static void link_close(mblink *l)
@@ -269,59 +279,69 @@ static void link_close(mblink *l)
     l->connected = false;
 }
 
-static void set_timeout(modbus_t *ctx, unsigned ms)
-{
-    modbus_set_response_timeout(ctx, ms / 1000, (ms % 1000) * 1000);
-}
-
-static modbus_t *link_new_ctx(mblink *l)
+/* Open the port or connect. Nothing is reported here: the caller knows
+ * whether a failure takes the devices down. The serial path is opened as
+ * given on every attempt, so a by-id symlink is re-resolved when the adapter
+ * comes back under a new ttyUSBn. */
+static int link_open(mblink *l, char *msg, size_t mlen)
 {
     const cfg_device *c = l->first;
     if (c->transport == TRANSPORT_TCP) {
         char port[16];
         snprintf(port, sizeof port, "%u", c->port);
-        return modbus_new_tcp_pi(c->host, port);
+        l->ctx = modbus_new_tcp_pi(c->host, port);
+    } else {
+        l->ctx = modbus_new_rtu(c->serial, (int)c->baud, c->parity, (int)c->data_bits,
+                                (int)c->stop_bits);
     }
-    modbus_t *ctx = modbus_new_rtu(c->serial, (int)c->baud, c->parity, (int)c->data_bits,
-                                   (int)c->stop_bits);
-    return ctx;
+    if (!l->ctx) {
+        snprintf(msg, mlen, "cannot create a Modbus context: %s", modbus_strerror(errno));
+        return -1;
+    }
+    set_timeout(l->ctx, c->timeout_ms); /* also the TCP connect timeout */
+    if (modbus_connect(l->ctx) < 0) {
+        snprintf(msg, mlen, "cannot %s: %s", c->transport == TRANSPORT_TCP ? "connect" : "open",
+                 modbus_strerror(errno));
+        link_close(l);
+        return -1;
+    }
+    /* adapters that switch direction in hardware (and PTYs) have no RS-485
+     * mode; they work without it, so say it once and go on */
+    if (c->transport == TRANSPORT_RTU && c->rs485 &&
+        modbus_rtu_set_serial_mode(l->ctx, MODBUS_RTU_RS485) < 0 && !l->rs485_warned) {
+        log_warn("%s: RS-485 mode not supported by the port (%s); using it as it is",
+                 l->key, modbus_strerror(errno));
+        l->rs485_warned = true;
+    }
+    l->connected = true;
+    l->frame_errors = 0;
+    l->last_frame = mono_us(); /* the line gets its silence before the first frame */
+    log_debug("%s: link open", l->key);
+    return 0;
 }
 
-/* Try to (re)open the link; on failure every device on it goes down. */
-static void link_connect(mblink *l, int64_t now)
+/* Close the link and schedule the next attempt: 0.5 s doubling to 10 s,
+ * back to the minimum once anything on the link answers again. */
+static void link_lost(mblink *l, const char *msg)
 {
-    char msg[200];
-    l->ctx = link_new_ctx(l);
-    if (!l->ctx) {
-        snprintf(msg, sizeof msg, "%s: cannot create context: %s", l->key, modbus_strerror(errno));
-        goto fail;
-    }
-    set_timeout(l->ctx, l->first->timeout_ms);
-    if (modbus_connect(l->ctx) < 0) {
-        snprintf(msg, sizeof msg, "connect %s: %s", l->key + 4, modbus_strerror(errno));
-        goto fail;
-    }
-    if (l->first->transport == TRANSPORT_RTU && l->first->rs485 &&
-        modbus_rtu_set_serial_mode(l->ctx, MODBUS_RTU_RS485) < 0)
-        log_warn("%s: RS-485 mode not supported by the port (%s); using RS-232 mode",
-                 l->key, modbus_strerror(errno));
-    l->connected = true;
-    l->backoff_ms = 0;
-    l->timeouts_in_row = 0;
-    if (l->down_logged)
-        log_info("%s: link reconnected", l->key);
-    l->down_logged = false;
-    return;
-fail:
     link_close(l);
     l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : LINK_BACKOFF_MIN_MS;
     if (l->backoff_ms > LINK_BACKOFF_MAX_MS)
         l->backoff_ms = LINK_BACKOFF_MAX_MS;
-    l->connect_at = now + l->backoff_ms;
+    l->connect_at = mono_ms() + l->backoff_ms;
     if (!l->down_logged)
-        log_warn("%s: link down: %s (retrying every %.1f s at most)", l->key, msg,
+        log_warn("%s: link down: %s; reopening with backoff up to %.0f s", l->key, msg,
                  LINK_BACKOFF_MAX_MS / 1000.0);
     l->down_logged = true;
+}
+
+/* The link itself failed: every device on it is down until it is reopened,
+ * with an error that names the link ("tcp:10.0.0.5:502: cannot connect: ..."). */
+static void link_fail(mblink *l, const char *why)
+{
+    char msg[sizeof l->key + 220];
+    snprintf(msg, sizeof msg, "%s: %s", l->key, why);
+    link_lost(l, why);
     for (size_t i = 0; i < l->ndevs; i++) {
         note_error(l, &l->devs[i], msg);
         emit_state(l, &l->devs[i], false, msg);
@@ -329,32 +349,57 @@ fail:
     }
 }
 
+/* Something on the link answered (data or an exception): the link works. */
+static void link_answered(mblink *l)
+{
+    l->frame_errors = 0;
+    l->backoff_ms = 0;
+    if (l->down_logged)
+        log_info("%s: link up again", l->key);
+    l->down_logged = false;
+}
+
+/* A TCP connection is presumed dead (half-open: the PLC went away without a
+ * FIN) only when the last request of every device on it got no reply at all.
+ * A silent unit id behind a gateway leaves the connection to the others. */
+static bool link_silent(const mblink *l)
+{
+    for (size_t i = 0; i < l->ndevs; i++)
+        if (!l->devs[i].no_answer)
+            return false;
+    return true;
+}
+
 /* Wait out the RTU inter-frame silence (libmodbus does not enforce it). */
 static void frame_gap(mblink *l, const cfg_device *c)
 {
-    if (c->transport != TRANSPORT_RTU || !l->last_frame)
-        return;
-    int64_t wait = l->last_frame + c->frame_gap_us - mono_us();
-    if (wait > 0) {
-        struct timespec ts = { wait / 1000000, (wait % 1000000) * 1000 };
-        nanosleep(&ts, NULL);
-    }
+    if (c->transport == TRANSPORT_RTU)
+        sleep_until_us(l->last_frame + c->frame_gap_us);
 }
 
 typedef enum { IO_OK, IO_TIMEOUT, IO_EXCEPTION, IO_LINK } io_result;
 
-/* Run one Modbus transaction for device d with retries. */
-typedef int (*modbus_op)(modbus_t *, const void *arg);
+/* What one failed attempt says about the device and the link. */
+typedef enum {
+    F_EXCEPTION, /* the device answered with an exception: it is there */
+    F_GATEWAY,   /* a gateway answered that the device behind it did not */
+    F_SILENT,    /* no answer within the timeout */
+    F_FRAME,     /* garbage: bad CRC, someone else's or a late answer */
+    F_LINK       /* the port or connection is broken */
+} failure;
 
-static io_result classify(int e)
+static failure classify(int e)
 {
     if (e == ETIMEDOUT)
-        return IO_TIMEOUT;
-    if (e >= EMBXILFUN && e <= EMBXGTAR)
-        return IO_EXCEPTION;
-    if (is_link_error(e))
-        return IO_LINK;
-    return IO_TIMEOUT; /* CRC and framing garbage behave like no answer */
+        return F_SILENT;
+    if (e == EMBXGPATH || e == EMBXGTAR)
+        return F_GATEWAY;
+    if ((e >= EMBXILFUN && e < EMBXGPATH) || e == EMBMDATA)
+        return F_EXCEPTION;
+    if (e == EMBBADCRC || e == EMBBADDATA || e == EMBBADEXC || e == EMBUNKEXC ||
+        e == EMBBADSLAVE)
+        return F_FRAME;
+    return F_LINK; /* EPIPE, ECONNRESET, EBADF, EIO (port gone), ... */
 }
 
 typedef struct {
@@ -397,53 +442,91 @@ static const char *fc_name(int fc)
     }
 }
 
+/* Run one Modbus transaction for device d, with its retries. Timeouts and
+ * garbage are the device's problem (IO_TIMEOUT: the caller backs it off); a
+ * broken port or connection is the link's (IO_LINK: already reported for
+ * every device on it). */
 static io_result transact(mblink *l, device *d, const xfer *x, char *msg, size_t mlen)
 {
     const cfg_device *c = d->cfg;
+    /* a device known to be down is only probed: one attempt, one timeout */
+    unsigned attempts = d->state_known && !d->up ? 1 : c->retries + 1;
+    failure f = F_LINK;
     int e = 0;
+    char what[64];
+    snprintf(what, sizeof what, "%s %u..%u", fc_name(x->fc), x->addr, x->addr + x->count - 1);
     if (!l->connected) {
-        snprintf(msg, mlen, "%s: link down", c->name);
+        snprintf(msg, mlen, "%s: %s: link down", c->name, what);
         return IO_LINK;
     }
-    modbus_set_slave(l->ctx, (int)c->unit_id);
-    set_timeout(l->ctx, c->timeout_ms);
-    for (unsigned attempt = 0; attempt <= c->retries; attempt++) {
+    for (unsigned i = 0; i < attempts; i++) {
+        modbus_set_slave(l->ctx, (int)c->unit_id);
+        set_timeout(l->ctx, c->timeout_ms);
         frame_gap(l, c);
         int64_t t0 = mono_us();
         int rc = do_xfer(l->ctx, x);
         e = errno;
         l->last_frame = mono_us();
+        l->last_errno = rc < 0 ? e : 0;
         atomic_store(&l->progress, mono_ms());
         if (rc >= 0) {
             note_latency(l, d, (double)(l->last_frame - t0) / 1000.0);
-            l->timeouts_in_row = 0;
+            link_answered(l);
+            d->no_answer = false;
             return IO_OK;
         }
-        io_result r = classify(e);
-        if (r == IO_EXCEPTION || r == IO_LINK)
+        f = classify(e);
+        if (f == F_EXCEPTION || f == F_GATEWAY)
+            link_answered(l);
+        if (f == F_EXCEPTION)
             break;
-        modbus_flush(l->ctx); /* a late answer must not be taken for the next one */
+        if (f == F_FRAME && ++l->frame_errors >= FRAME_ERRORS_MAX) {
+            /* the line or the stream is out of step: start afresh */
+            snprintf(msg, mlen, "%s: %s: %u bad frames in a row (%s)", c->name, what,
+                     l->frame_errors, modbus_strerror(e));
+            f = F_LINK;
+        } else if (f == F_LINK) {
+            snprintf(msg, mlen, "%s: %s: %s", c->name, what, modbus_strerror(e));
+        }
+        if (f == F_LINK) {
+            /* libmodbus keeps failing on a broken context: reopen it, at once
+             * while retries are left (a PLC that dropped an idle connection,
+             * or rebooted, costs no outage) */
+            char scratch[200];
+            link_close(l);
+            if (i + 1 < attempts && link_open(l, scratch, sizeof scratch) == 0)
+                continue;
+            break;
+        }
+        if (f == F_FRAME) {
+            /* let the rest of the garbage (or a late answer) arrive, then drop
+             * it, so that it is not taken for the next answer */
+            sleep_until_us(mono_us() + 1000 * (int64_t)(c->timeout_ms < FRAME_SETTLE_MS
+                                                       ? c->timeout_ms : FRAME_SETTLE_MS));
+        }
+        modbus_flush(l->ctx);
     }
-    io_result r = classify(e);
-    l->last_errno = e;
-    if (r == IO_TIMEOUT)
-        snprintf(msg, mlen, "%s: %s %u..%u: timeout after %u ms", c->name, fc_name(x->fc),
-                 x->addr, x->addr + x->count - 1, c->timeout_ms);
+    /* a gateway's exception is a reply: the connection is alive */
+    d->no_answer = f == F_SILENT || f == F_FRAME;
+    if (f == F_LINK) {
+        link_fail(l, msg);
+        return IO_LINK;
+    }
+    if (f == F_SILENT)
+        snprintf(msg, mlen, "%s: %s: timeout after %u ms", c->name, what, c->timeout_ms);
     else
-        snprintf(msg, mlen, "%s: %s %u..%u: %s", c->name, fc_name(x->fc), x->addr,
-                 x->addr + x->count - 1, modbus_strerror(e));
-    if (r == IO_LINK ||
-        (r == IO_TIMEOUT && c->transport == TRANSPORT_TCP && ++l->timeouts_in_row >= 2)) {
-        /* broken or half-open connection: start afresh rather than keep
-         * talking into a dead socket (libmodbus keeps failing after EPIPE) */
-        if (!l->down_logged)
-            log_warn("%s: closing link: %s", l->key, msg);
-        l->down_logged = true;
-        link_close(l);
-        l->connect_at = mono_ms() + LINK_BACKOFF_MIN_MS;
-        l->backoff_ms = LINK_BACKOFF_MIN_MS;
+        snprintf(msg, mlen, "%s: %s: %s", c->name, what, modbus_strerror(e));
+    if (f == F_EXCEPTION)
+        return IO_EXCEPTION;
+    if (d->no_answer && c->transport == TRANSPORT_TCP && link_silent(l)) {
+        /* on a serial bus silence is per slave; a TCP connection nobody
+         * answers on may be half-open: reconnect (the devices' own backoff
+         * decides when they are probed again) */
+        char why[260];
+        snprintf(why, sizeof why, "no device answers (%s)", short_error(msg));
+        link_lost(l, why);
     }
-    return r;
+    return IO_TIMEOUT;
 }
 
 /* ---- polling ----------------------------------------------------------- */
@@ -588,11 +671,11 @@ static void poll_group(mblink *l, device *d, group *g)
 {
     bool *ok = calloc(g->ntags ? g->ntags : 1, sizeof *ok);
     char msg[200] = "";
-    bool failed = false;
+    io_result failed = IO_OK; /* IO_TIMEOUT or IO_LINK ends the device's cycle */
     int64_t ts = 0;
     if (!ok)
         return;
-    for (int r = 0; r < g->nreqs && !failed; r++) {
+    for (int r = 0; r < g->nreqs && failed == IO_OK; r++) {
         xfer x = { .fc = read_fc(g->table), .addr = g->reqs[r].addr,
                    .count = g->reqs[r].count, .regs = l->regs + g->reqs[r].addr,
                    .bits = l->bits + g->reqs[r].addr };
@@ -605,7 +688,7 @@ static void poll_group(mblink *l, device *d, group *g)
                     ok[j] = true;
             }
         } else if (res != IO_EXCEPTION) {
-            failed = true; /* the device does not answer: skip the rest of its cycle */
+            failed = res;
         } else {
             note_error(l, d, msg);
             log_debug("%s", msg);
@@ -615,12 +698,12 @@ static void poll_group(mblink *l, device *d, group *g)
         ts = now_ms();
     pthread_mutex_lock(&l->lock);
     d->st.polls++;
-    if (!failed)
+    if (failed == IO_OK)
         d->st.last_good_ts = ts;
     pthread_mutex_unlock(&l->lock);
-    if (failed) {
+    if (failed == IO_TIMEOUT) {
         device_failed(l, d, msg, mono_ms());
-    } else {
+    } else if (failed == IO_OK) {
         d->backoff_ms = 0;
         emit_state(l, d, true, NULL);
         emit_samples(l, group_samples(l, d, g, ok, *msg ? short_error(msg) : NULL, ts));
@@ -911,8 +994,11 @@ static void *link_thread(void *arg)
             break;
         int64_t now = mono_ms();
         atomic_store(&l->progress, now);
-        if (!l->connected && now >= l->connect_at)
-            link_connect(l, now);
+        if (!l->connected && now >= l->connect_at) {
+            char msg[200];
+            if (link_open(l, msg, sizeof msg) < 0)
+                link_fail(l, msg);
+        }
         run_commands(l);
         if (l->connected)
             poll_devices(l);

@@ -5,7 +5,14 @@
  * the libmodbus context: it polls on a drift-free schedule, reconnects with
  * capped exponential backoff, backs off devices that stop answering, and
  * runs commands (setpoint writes, reads, probes) ahead of queued polls.
- * Everything it produces goes to the agent's queue as events. */
+ * Everything it produces goes to the agent's queue as events.
+ *
+ * Failures are kept where they belong. A device that does not answer costs
+ * its retries once, then is down and probed with one attempt at 1 s doubling
+ * to 30 s; the other devices on the link keep their period. The link is
+ * closed and reopened (0.5 s doubling to 10 s) on an I/O error, after 3 bad
+ * frames in a row, and, on TCP only, when no device on it answers at all (a
+ * half-open connection); a serial port is never closed for a silent slave. */
 #ifndef MBGATE_BUS_H
 #define MBGATE_BUS_H
 
