@@ -78,9 +78,12 @@ $(B)/unit/%: tests/unit/%.c $$(addprefix $(B)/obj/,$$(addsuffix .o,$$($$*_DEPS))
 unit: $(UNIT_TESTS)
 	@set -e; for t in $(UNIT_TESTS); do echo "== $$t"; $$t; done
 
+# The integration tests mostly wait (outages, backoffs), so they run in
+# parallel; each starts its own processes on free ports.
+PYTEST_JOBS ?= 4
 integration: $(B)/mbgate
 	cd tests/integration && MBGATE_BIN=$(abspath $(B)/mbgate) \
-	  $(PYTHON) -m pytest -q -x -p no:cacheprovider $(PYTEST_ARGS) .
+	  $(PYTHON) -m pytest -q -p no:cacheprovider -n $(PYTEST_JOBS) $(PYTEST_ARGS) .
 
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
