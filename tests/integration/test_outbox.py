@@ -223,9 +223,12 @@ def test_outbox_cap_drops_oldest_and_counts(tmp_path, broker, make_collector, ma
     wait_for(lambda: status_counters(col, mark), 15, "P/status with counters")
 
     def settled():
+        # the agent's own count: the backlog is gone when only live samples
+        # (about a second's worth) are pending
+        st = status_counters(col, mark)
         vals = values_by_tag(col)
-        return len(vals) == 100 and all(
-            not any(h for _, h, t in v if t > time.time() - 3) for v in vals.values())
+        return (st and st[-1]["pending"] < 1500 and len(vals) == 100 and
+                all(not any(h for _, h, t in v if t > time.time() - 3) for v in vals.values()))
     wait_for(settled, 120, "the backlog to drain")
     agent.stop()
     vals = values_by_tag(col)
