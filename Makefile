@@ -1,5 +1,6 @@
 # mbgate - Modbus TCP/RTU to MQTT edge agent.
-# make | make check | make demo | make deps | make install | make deb | make bench
+# make | make check | make demo | make deps [ARCH=...] | make install
+# make deb [ARCH=...] | make deb-check | make cross-check | make bench
 
 VERSION    := 0.1.0
 PREFIX     ?= /usr/local
@@ -35,7 +36,20 @@ DEPS_PKGS := build-essential pkg-config libmodbus-dev libmosquitto-dev \
   python3-protobuf protobuf-compiler mbpoll \
   socat sqlite3 clang debhelper dpkg-dev fakeroot lintian man-db systemd
 
-.PHONY: all check unit integration asan demo deps install clean deb deb-check
+# Packages for another Debian architecture: ARCH=arm64, ARCH=armhf or a list
+# (default: this machine's). Cross builds use Debian's cross toolchain and
+# the libraries' -dev packages of ARCH (multiarch; protobuf-c-compiler stays
+# native), qemu user emulation runs the result (make cross-check).
+BUILD_ARCH  := $(shell dpkg-architecture -qDEB_BUILD_ARCH 2>/dev/null)
+ARCH        ?= $(shell dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null)
+CROSS_ARCHS ?= arm64 armhf
+CROSS_DEV   := libmodbus-dev libmosquitto-dev libconfig-dev libsqlite3-dev \
+  libjansson-dev libsystemd-dev libprotobuf-c-dev pkg-config
+FOREIGN     := $(filter-out $(BUILD_ARCH),$(ARCH))
+CROSS_PKGS  := $(foreach a,$(FOREIGN),crossbuild-essential-$(a) $(CROSS_DEV:%=%:$(a))) \
+  $(if $(FOREIGN),qemu-user-static)
+
+.PHONY: all check unit integration asan demo deps install clean deb deb-check cross-check
 all: $(B)/mbgate
 
 $(B)/mbgate: $(OBJS)
@@ -93,11 +107,22 @@ check: deps
 	$(MAKE) unit integration
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(MAKE) asan
 
+# A foreign ARCH is added to dpkg's architectures first; if apt then fails,
+# it is removed again (an architecture whose indexes do not download would
+# make every later apt-get update fail).
 deps:
-	@missing=$$(for p in $(DEPS_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	@set -e; added=; \
+	for a in $(FOREIGN); do \
+	  dpkg-architecture -a"$$a" -qDEB_HOST_GNU_TYPE >/dev/null 2>&1 || { echo "deps: ARCH=$$a is not a Debian architecture"; exit 1; }; \
+	  dpkg --print-foreign-architectures | grep -qx "$$a" || { dpkg --add-architecture "$$a"; added="$$added $$a"; }; \
+	done; \
+	missing=$$(for p in $(DEPS_PKGS) $(CROSS_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }; then \
+	    for a in $$added; do dpkg --remove-architecture "$$a" 2>/dev/null || true; done; \
+	    echo "deps: installing for ARCH=$(ARCH) failed$${added:+ (architecture$$added removed again)}"; exit 1; \
+	  fi; \
 	fi
 
 demo: deps all
@@ -106,13 +131,22 @@ demo: deps all
 install: $(B)/mbgate
 	install -D -m 0755 $(B)/mbgate $(DESTDIR)$(BINDIR)/mbgate
 
-# Debian package in build/, built in a staging copy (packaging/build-deb.sh)
-DEB_ARCH ?= $(shell dpkg-architecture -qDEB_HOST_ARCH 2>/dev/null)
+# Debian packages in build/, built in a staging copy (packaging/build-deb.sh):
+# build/mbgate_$(VERSION)_<arch>.deb for each ARCH (cross builds: make deps
+# ARCH=... first).
+DEB_ARCH ?= $(ARCH)
 deb:
-	packaging/build-deb.sh $(DEB_ARCH)
+	@set -e; for a in $(DEB_ARCH); do packaging/build-deb.sh $$a; done
 
 deb-check: deps
 	bash tests/packaging/test_deb.sh
+
+# The CROSS_ARCHS packages cross-built, linted and smoke-tested under qemu
+# (tests/packaging/cross_check.sh). An architecture whose packages cannot be
+# installed fails there, the others are still checked.
+cross-check:
+	@for a in $(CROSS_ARCHS); do $(MAKE) --no-print-directory deps ARCH=$$a || echo "cross-check: make deps ARCH=$$a failed"; done
+	bash tests/packaging/cross_check.sh $(CROSS_ARCHS)
 
 clean:
 	rm -rf build

@@ -7,12 +7,17 @@
 # written to the source tree outside build/.
 #
 #   ARCH              Debian architecture to build for (default: the host's,
-#                     or $DEB_HOST_ARCH). Another architecture cross-builds
-#                     with dpkg-buildpackage -a ARCH: the cross compiler and
-#                     the ARCH -dev packages must be installed.
+#                     or $DEB_HOST_ARCH). Another architecture (arm64,
+#                     armhf) cross-builds with dpkg-buildpackage -a ARCH
+#                     and the cross and nocheck build profiles: Debian's
+#                     cross compiler (crossbuild-essential-ARCH) and the
+#                     libraries' -dev packages of ARCH (multiarch,
+#                     libmodbus-dev:ARCH ...) must be installed, as
+#                     `make deps ARCH=ARCH` installs them.
 #   CC, PKG_CONFIG    passed on to the build when set (default: debhelper's
 #                     choice, <triplet>-gcc / <triplet>-pkg-config for a
-#                     cross build).
+#                     cross build: dh_auto_build puts them on make's
+#                     command line).
 #   MBGATE_DEB_VERSION
 #                     build this package version instead of the one in
 #                     packaging/debian/changelog (a changelog entry is added
@@ -30,6 +35,8 @@ die() { echo "build-deb: $*" >&2; exit 1; }
 
 ARCH=${1:-${DEB_HOST_ARCH:-$(dpkg-architecture -qDEB_HOST_ARCH)}}
 BUILD_ARCH=$(dpkg-architecture -qDEB_BUILD_ARCH)
+HOST_GNU_TYPE=$(dpkg-architecture -a"$ARCH" -qDEB_HOST_GNU_TYPE 2>/dev/null) ||
+    die "'$ARCH' is not a Debian architecture (such as amd64, arm64, armhf)"
 
 for tool in dpkg-buildpackage dpkg-parsechangelog dh fakeroot; do
     command -v "$tool" >/dev/null ||
@@ -84,13 +91,31 @@ if [ -n "${MBGATE_DEB_VERSION:-}" ] && [ "$VERSION" != "$CL_VERSION" ]; then
 fi
 
 set -- -us -uc -b --jobs-try=auto
-[ "$ARCH" = "$BUILD_ARCH" ] || set -- "$@" -a "$ARCH"
+if [ "$ARCH" != "$BUILD_ARCH" ]; then
+    # Cross build. The test suites do not run at package build time anyway
+    # (debian/rules); nocheck says so to dh, which otherwise warns that
+    # tests cannot run in a cross build. CC defaults to the cross compiler
+    # (dh_auto_build would pick the same one; dpkg-buildpackage warns when
+    # $CC does not build for ARCH).
+    : "${CC:=$HOST_GNU_TYPE-gcc}"
+    command -v "${CC%% *}" >/dev/null ||
+        die "$CC not found: the cross build for $ARCH needs crossbuild-essential-$ARCH and the $ARCH -dev packages (make deps ARCH=$ARCH)"
+    DEB_BUILD_OPTIONS="${DEB_BUILD_OPTIONS:+$DEB_BUILD_OPTIONS }nocheck"
+    export DEB_BUILD_OPTIONS
+    set -- "$@" -a "$ARCH" -Pcross,nocheck
+fi
 [ -z "${CC:-}" ] || export CC
 [ -z "${PKG_CONFIG:-}" ] || export PKG_CONFIG
+# Run from make (make deb ARCH=arm64): the calling make's command-line
+# variables would reach the package build's make through MAKEFLAGS.
+unset MAKEFLAGS MFLAGS MAKEOVERRIDES MAKELEVEL
 
 echo "build-deb: building mbgate $VERSION for $ARCH in $STAGE" >&2
 (cd "$STAGE" && dpkg-buildpackage "$@") >"$TOP/build.log" 2>&1 || {
     tail -n 40 "$TOP/build.log" >&2
+    if grep -q 'Unmet build dependencies' "$TOP/build.log"; then
+        die "build dependencies for $ARCH missing: make deps ARCH=$ARCH (full log: $TOP/build.log)"
+    fi
     die "dpkg-buildpackage failed (full log: $TOP/build.log)"
 }
 

@@ -596,6 +596,8 @@ static void on_disconnected(void *ctx)
 
 static void on_acked(void *ctx, int mid) { outbox_acked(((agent *)ctx)->ob, mid); }
 
+static void on_refused(void *ctx, int mid) { outbox_refused(((agent *)ctx)->ob, mid); }
+
 /* ---- life cycle --------------------------------------------------------- */
 
 static int alloc_device_state(agent *a)
@@ -810,7 +812,7 @@ int agent_run(const char *path)
         log_error("%s", err);
         goto out_q;
     }
-    mqtt_callbacks cb = { on_will, on_connected, on_disconnected, on_acked, on_message };
+    mqtt_callbacks cb = { on_will, on_connected, on_disconnected, on_acked, on_refused, on_message };
     if (!(a.mq = mqtt_new(a.cfg, &cb, &a, err, sizeof err))) {
         log_error("%s", err);
         goto out_ob;

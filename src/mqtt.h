@@ -1,11 +1,26 @@
 /* mqtt.h - the broker connection (libmosquitto), driven by the agent's loop.
  *
  * Non-blocking: the agent polls mqtt_fd() and calls mqtt_io(). Each
- * connection attempt uses a fresh libmosquitto session, so nothing is
- * retransmitted behind the outbox's back: what was in flight when a
- * connection dropped is the outbox's to resend. Failed attempts back off
- * exponentially (1 s doubling to 10 s) and move on through mqtt.brokers.
- * Callbacks run on the agent's thread, from inside mqtt_io(). */
+ * connection attempt uses a fresh libmosquitto session (clean session,
+ * MQTT 5 session expiry 0), so nothing is retransmitted behind the outbox's
+ * back: what was in flight when a connection dropped is the outbox's to
+ * resend. A failed or lost connection moves on to the next broker of
+ * mqtt.brokers at once; when the list starts over, attempts back off
+ * exponentially (1 s doubling to 10 s).
+ *
+ * TLS (mqtt.tls): the broker's certificate is verified against ca_file /
+ * ca_path or the system store, its name against the host (unless
+ * verify_hostname = false); tls.insecure = true turns verification off and
+ * is logged as a warning. Why a connection failed (TCP, TLS handshake with
+ * OpenSSL's reason, CONNACK refusal with the MQTT 5 reason code or the
+ * 3.1.1 return code) is logged once per condition and kept in
+ * mqtt_stats.last_error. The password (password_file, or the systemd
+ * credential mqtt-password) is never logged.
+ *
+ * Callbacks run on the agent's thread, from inside mqtt_io() (acked also
+ * from mqtt_shutdown(); none from inside mqtt_publish(), so the caller
+ * always knows a mid before its acked arrives). acked(mid) means: QoS 0
+ * written to the socket, QoS 1 PUBACK, QoS 2 PUBCOMP. */
 #ifndef MBGATE_MQTT_H
 #define MBGATE_MQTT_H
 
@@ -23,6 +38,8 @@ typedef struct {
     void (*connected)(void *ctx);
     void (*disconnected)(void *ctx);
     void (*acked)(void *ctx, int mid);
+    /* MQTT 5: the broker refused message mid (reason code >= 0x80). */
+    void (*refused)(void *ctx, int mid);
     void (*message)(void *ctx, const struct mosquitto_message *msg,
                     const mosquitto_property *props);
 } mqtt_callbacks;
@@ -32,7 +49,7 @@ typedef struct {
     int64_t since;          /* wall ms of the last state change */
     uint64_t reconnects;
     char broker[CFG_TEXT_MAX + 8]; /* host:port in use or last tried */
-    char last_error[200];
+    char last_error[256];
     int64_t last_error_ts;
 } mqtt_stats;
 
@@ -51,6 +68,7 @@ void mqtt_io(mqtt *m, short revents);
 /* How long the agent may sleep before mqtt_io is due again (ms). */
 int mqtt_timeout(mqtt *m);
 
+/* CONNACK accepted and the session has not failed since. */
 bool mqtt_is_connected(mqtt *m);
 
 /* Publish; returns 0 and fills *mid, or -1 (not connected, or out of

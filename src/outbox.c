@@ -379,6 +379,23 @@ void outbox_acked(outbox *ob, int mid)
     }
 }
 
+void outbox_refused(outbox *ob, int mid)
+{
+    for (size_t i = 0; i < ob->nfl; i++) {
+        if (ob->fl[i].mid != mid)
+            continue;
+        sample *s = ob->fl[i].s;
+        ob->fl[i] = ob->fl[--ob->nfl];
+        if (s->id) {
+            free(s);
+        } else {
+            s->hist = true; /* memory-held: it must not be lost either */
+            fifo_push(&ob->back, s);
+        }
+        return;
+    }
+}
+
 static void enforce_caps(outbox *ob)
 {
     int64_t rows, oldest, used, file;

@@ -49,6 +49,11 @@ void outbox_failed(outbox *ob, sample *s);
 /* The broker acknowledged message mid. */
 void outbox_acked(outbox *ob, int mid);
 
+/* The broker refused message mid: it leaves the in-flight window (so a
+ * refusing ACL cannot stall everything) but stays stored, to be sent again
+ * after the next reconnect. */
+void outbox_refused(outbox *ob, int mid);
+
 /* Housekeeping, called at least every 100 ms: batched deletes, caps,
  * disk retries. */
 void outbox_tick(outbox *ob, int64_t mono_now);
