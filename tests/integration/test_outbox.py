@@ -147,9 +147,13 @@ def test_broker_outage_loses_nothing_and_live_first(tmp_path, broker, make_colle
     # the drain ends when a hist sample is no longer arriving
     wait_for(lambda: any(h for v in values_by_tag(col, mark).values() for _, h, _ in v),
              30, "backlog (hist) samples after the broker returned")
-    # drained: every tag's values complete up to the newest one received
-    wait_for(lambda: all(not missing(v) for v in values_by_tag(col).values()), 120,
-             "the backlog to drain with no gap")
+    # drained: every tag complete up to a live (not hist) value newer than
+    # the whole backlog
+    def drained():
+        vals = values_by_tag(col)
+        return all(not missing(v) and not v[-1][1] and v[-1][0] == max(x for x, _, _ in v)
+                   and any(h for _, h, _ in v) for v in vals.values())
+    wait_for(drained, 120, "the backlog to drain with no gap")
     time.sleep(1)
     vals = values_by_tag(col)
     assert len(vals) == 100
