@@ -101,7 +101,7 @@ integration: $(B)/mbgate
 
 SAN := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 asan:
-	$(MAKE) B=build/asan CFLAGS="$(SAN)" LDFLAGS="$(SAN)" unit integration
+	MBGATE_TEST_SLOW=3 $(MAKE) B=build/asan CFLAGS="$(SAN)" LDFLAGS="$(SAN)" unit integration
 
 check: deps
 	$(MAKE) unit integration

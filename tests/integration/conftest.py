@@ -35,7 +35,10 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 GATEWAY_ID = "itest"
 PREFIX = "mbgate/" + GATEWAY_ID           # P in SPEC §4 (the default topic prefix)
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
-                     "runtime error:")
+                     "runtime error:", "WARNING: ThreadSanitizer")
+# Sanitizer builds run several times slower: tests scale their time bounds
+# by this (make asan sets it).
+SLOW = float(os.environ.get("MBGATE_TEST_SLOW", "1"))
 
 
 # --------------------------------------------------------------------------

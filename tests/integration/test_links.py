@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (HERE, PREFIX, PYTHON, Proc, encode, free_port, run_cli, tcp_device,
+from conftest import (SLOW, HERE, PREFIX, PYTHON, Proc, encode, free_port, run_cli, tcp_device,
                       wait_for, write_config)
 
 LINK_BACKOFF_MAX_S = 10.0
-JITTER_S = 0.15  # scheduling and pymodbus latency on a loaded test machine
+JITTER_S = 0.15 * SLOW  # scheduling and pymodbus latency on a loaded test machine
 
 
 # ---------------------------------------------------------------- helpers
@@ -457,9 +457,9 @@ def test_tcp_plc_restarted_20_times(tmp_path, broker, collector, make_sim, make_
         up = wait_state(collector, "plc", "up", LINK_BACKOFF_MAX_S + 5, after=mk2)
         recoveries.append(up.time - t0)
         procs.assert_alive(agent)
-    assert max(recoveries) < LINK_BACKOFF_MAX_S + 1, recoveries
+    assert max(recoveries) < LINK_BACKOFF_MAX_S + 1 * SLOW, recoveries
     short = [r for i, r in enumerate(recoveries) if i not in long_outages]
-    assert max(short) < 0.5 + 1, recoveries
+    assert max(short) < 0.5 + 1 * SLOW, recoveries
     assert states(collector, "plc") == ["up"] + ["down", "up"] * 20
     mk = collector.mark()
     collector.wait_messages(f"{PREFIX}/plc/count", 5, timeout=5, after=mk)
@@ -495,7 +495,7 @@ def test_serial_port_vanishes_and_returns(path, tmp_path, broker, collector, ser
     t = time.monotonic()
     r = run_cli(mbgate_bin, "write", "--socket", control_socket(conf), "r1", "sp", "5")
     assert r.returncode != 0 and "device_down" in r.stdout + r.stderr, (r.stdout, r.stderr)
-    assert time.monotonic() - t < 1.0
+    assert time.monotonic() - t < 1.0 * SLOW
     time.sleep(1.0)
 
     # ... and plugged in again, with new PTYs behind the same names

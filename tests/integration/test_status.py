@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (PREFIX, assert_clean_stderr, encode, fetch_retained, free_port, run_cli,
+from conftest import (SLOW, PREFIX, assert_clean_stderr, encode, fetch_retained, free_port, run_cli,
                       tcp_device, wait_for, write_config)
 
 HERE = Path(__file__).resolve().parent
@@ -674,7 +674,7 @@ def test_hostile_clients_do_not_stall_polling(tmp_path, broker, make_sim, make_a
     assert not gaps, f"counter jumped (missed polls / lost samples): {gaps[:10]}"
     ts = [s["ts"] for s in samples]
     iv = [b - a for a, b in zip(ts, ts[1:])]
-    assert max(iv) < 500, f"max interval between samples {max(iv)} ms: {iv}"
+    assert max(iv) < 500 * SLOW, f"max interval between samples {max(iv)} ms: {iv}"
     assert 60 <= sorted(iv)[len(iv) // 2] <= 150, f"median interval off 100 ms: {iv}"
 
 
@@ -811,7 +811,7 @@ def test_no_backlog_growing_without_backlog(tmp_path, broker, make_sim, make_age
                     lambda d, t: t > 1.5 and d["health"]["code"] == 0 or t > 8)
         if bad:
             break
-    assert seen[0] >= 20, f"only {seen[0]} status answers"
+    assert seen[0] >= 20 / SLOW, f"only {seen[0]} status answers"
     assert not bad, (f"{len(bad)} of {seen[0]} status answers claim a growing backlog with the "
                      f"broker connected and 0 pending, e.g. {bad[:3]}")
     assert doc["health"] == {"code": 0, "status": "OK", "reasons": []}, doc["health"]
