@@ -34,7 +34,8 @@ DEPS_PKGS := build-essential pkg-config libmodbus-dev libmosquitto-dev \
   mosquitto mosquitto-clients python3-pytest python3-paho-mqtt \
   python3-pymodbus python3-serial python3-serial-asyncio python3-pytest-xdist \
   python3-protobuf protobuf-compiler mbpoll \
-  socat sqlite3 clang debhelper dpkg-dev fakeroot lintian man-db systemd
+  socat sqlite3 clang libclang-rt-14-dev valgrind debhelper dpkg-dev fakeroot \
+  lintian man-db systemd
 
 # Packages for another Debian architecture: ARCH=arm64, ARCH=armhf or a list
 # (default: this machine's). Cross builds use Debian's cross toolchain and
@@ -106,6 +107,8 @@ asan:
 check: deps
 	$(MAKE) unit integration
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $(MAKE) asan
+	$(MAKE) tsan
+	$(MAKE) fuzz-smoke
 
 # A foreign ARCH is added to dpkg's architectures first; if apt then fails,
 # it is removed again (an architecture whose indexes do not download would
@@ -147,6 +150,27 @@ deb-check: deps
 cross-check:
 	@for a in $(CROSS_ARCHS); do $(MAKE) --no-print-directory deps ARCH=$$a || echo "cross-check: make deps ARCH=$$a failed"; done
 	bash tests/packaging/cross_check.sh $(CROSS_ARCHS)
+
+# ---- reliability suite (fuzzers, threads, soak)
+.PHONY: fuzz fuzz-smoke tsan soak
+FUZZ_SECONDS ?= 600
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+fuzz-smoke:
+	tests/fuzz/run.sh smoke
+
+# The threaded paths (polling, outages, kill -9) under ThreadSanitizer.
+TSAN := -O1 -g -fsanitize=thread -fno-omit-frame-pointer
+TSAN_RUN := TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(abspath tests/fuzz/tsan.supp)" \
+  MBGATE_TEST_SLOW=3 MBGATE_BIN=$(abspath build/tsan/mbgate) $(PYTHON) -m pytest -q -p no:cacheprovider
+tsan:
+	$(MAKE) B=build/tsan CFLAGS="$(TSAN)" LDFLAGS="-fsanitize=thread" build/tsan/mbgate
+	cd tests/integration && $(TSAN_RUN) -n $(PYTEST_JOBS) test_skeleton.py test_setpoints.py \
+	  "test_outbox.py::test_kill9_during_outage_and_drain"
+
+DURATION ?= 1800
+soak: $(B)/mbgate
+	nice -n 10 $(PYTHON) tests/soak/soak.py --duration $(DURATION) --bin $(abspath $(B)/mbgate)
 
 clean:
 	rm -rf build

@@ -154,6 +154,7 @@ static void audit(agent *a, const bus_cmd *c, const char *dev, const char *tag,
     else
         snprintf(line, sizeof line, "setpoint %s/%s = %s (id %s): rejected: %s %s", dev, tag,
                  shown, *id ? id : "-", setpoint_code_name(c->code), c->detail);
+    payload_utf8_clean(line); /* raw payload bytes, or a cut in mid-character */
     log_info("%s", line);
     if (c->code == SP_OK)
         a->sp_ok++;
@@ -387,10 +388,12 @@ static json_t *hook_status(void *ctx)
     mqtt_stats ms;
     outbox_stats_get(a->ob, &os);
     mqtt_stats_get(a->mq, &ms);
+    payload_utf8_clean(ms.last_error);
     json_t *devs = json_array();
     for (size_t i = 0; i < a->cfg->ndevices; i++) {
         bus_dev_stats d = { 0 };
         bus_device_stats(a->bus, a->cfg->devices[i].name, &d);
+        payload_utf8_clean(d.last_error);
         const dev_state *s = &a->states[i];
         json_array_append_new(devs, json_pack(
             "{s:s,s:s,s:I,s:i,s:f,s:f,s:I,s:I,s:I,s:s,s:I}",

@@ -701,6 +701,10 @@ static void poll_group(mblink *l, device *d, group *g)
     if (failed == IO_OK)
         d->st.last_good_ts = ts;
     pthread_mutex_unlock(&l->lock);
+    if (failed != IO_OK && ts) {
+        /* what the PLC answered before it failed is as good as any sample */
+        emit_samples(l, group_samples(l, d, g, ok, short_error(msg), ts));
+    }
     if (failed == IO_TIMEOUT) {
         device_failed(l, d, msg, mono_ms());
     } else if (failed == IO_OK) {

@@ -326,6 +326,9 @@ static void format_number(double d, codec_kind k, char *out)
             (k == CV_F32 ? strtof(e, NULL) == (float)d : strtod(e, NULL) == d))
             break;
     }
+    /* 15 digits can round a value near DBL_MAX up past it: use 17 */
+    if (k == CV_REAL && isinf(strtod(e, NULL)))
+        snprintf(e, sizeof e, "%.16e", d);
     layout(e, out);
 }
 

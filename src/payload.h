@@ -29,6 +29,11 @@ int payload_device_state(bool up, int64_t ts, const char *error, char *buf, size
  * "null" for NULL. */
 void payload_json_text(const json_t *v, char *buf, size_t n);
 
+/* Replace, in place, every byte that is not part of a valid UTF-8
+ * sequence with '?': free text from outside (payloads, broker reason
+ * strings) or cut by a bounded buffer must not break a JSON document. */
+void payload_utf8_clean(char *s);
+
 /* A JSON string literal with quotes, escaped. */
 int payload_string(const char *s, char *buf, size_t n);
 

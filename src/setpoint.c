@@ -200,6 +200,11 @@ sp_code setpoint_parse(const void *payload, size_t len, sp_command *cmd,
 
     json_error_t err;
     json_t *root = json_loadb(payload, len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &err);
+    /* integers beyond int64 are still numbers: read them as reals, and let
+     * the representability check decide */
+    if (!root && json_error_code(&err) == json_error_numeric_overflow)
+        root = json_loadb(payload, len,
+                          JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &err);
     if (!root)
         return json_failure(&err, detail, dlen);
     sp_code rc = json_is_object(root) ? parse_object(root, cmd, detail, dlen)

@@ -335,7 +335,7 @@ static int read_metric(const Metric *pm, spb_cmd *c, char *err, size_t errlen)
     unsigned bits;
     bool is_signed;
 
-    if (!pm->name && !pm->has_alias)
+    if ((!pm->name || !*pm->name) && !pm->has_alias)
         return fail_msg(err, errlen, "neither name nor alias");
     if (pm->name && strlen(pm->name) >= sizeof c->name)
         return fail_msg(err, errlen, "name longer than %zu bytes", sizeof c->name - 1);

@@ -865,6 +865,18 @@ static void test_unscale_ok(void **state)
     assert_int_equal(d1[0], 'x');
 }
 
+/* Regression (fuzz): 15 digits rounded a value near DBL_MAX past it, and
+ * the JSON number read back as infinity. */
+static void test_real_near_dbl_max(void **state)
+{
+    (void)state;
+    char buf[64];
+    codec_value v = { .kind = CV_REAL, .f64 = DBL_MAX };
+    assert_true(codec_format(&v, buf, sizeof buf) > 0);
+    assert_true(isfinite(strtod(buf, NULL)));
+    assert_true(strtod(buf, NULL) == DBL_MAX);
+}
+
 static void test_unscale_errors(void **state)
 {
     (void)state;
@@ -895,7 +907,7 @@ static void test_unscale_errors(void **state)
     unscale_err(1e39, 1, 0, CT_FLOAT32, "1e+39 is out of float32 range");
     unscale_err(-3.5e38, 1, 0, CT_FLOAT32, "-3.5e+38 is out of float32 range");
     unscale_err(5, 0, 0, CT_INT16, "5 has no finite raw value");
-    unscale_err(DBL_MAX, 0.5, 0, CT_FLOAT64, "1.79769313486232e+308 has no finite raw value");
+    unscale_err(DBL_MAX, 0.5, 0, CT_FLOAT64, "1.7976931348623157e+308 has no finite raw value");
     unscale_err(2, 1, 0, CT_BOOL, "2 is not 0 or 1 for bool");
     unscale_err(0.5, 1, 0, CT_BOOL, "0.5 is not 0 or 1 for bool");
     unscale_err(1, 1, 0, CT_STRING, "string is not a numeric type");
@@ -931,6 +943,7 @@ int main(void)
         cmocka_unit_test(test_scale),
         cmocka_unit_test(test_unscale_ok),
         cmocka_unit_test(test_unscale_errors),
+        cmocka_unit_test(test_real_near_dbl_max),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -84,12 +84,27 @@ static void test_string_escape(void **state)
     assert_int_equal(payload_string("", buf, 2), -1);
 }
 
+static void test_utf8_clean(void **state)
+{
+    (void)state;
+    char ok[] = "d\xc3\xa9j\xc3\xa0 \xe2\x82\xac \xf0\x9f\x98\x80";
+    char bad[] = "a\xff" "b\xc3" "c\xe2\x82" "d\xc0\xaf" "e\xed\xa0\x80" "f\xf4\x90\x80\x80";
+    char cut[] = "\xc3\xa9\xc3";
+    payload_utf8_clean(ok);
+    assert_string_equal(ok, "d\xc3\xa9j\xc3\xa0 \xe2\x82\xac \xf0\x9f\x98\x80");
+    payload_utf8_clean(bad);
+    assert_string_equal(bad, "a?b?c??d??e???f????");
+    payload_utf8_clean(cut);
+    assert_string_equal(cut, "\xc3\xa9?");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_topics),        cmocka_unit_test(test_good_and_hist),
         cmocka_unit_test(test_bad_quality),   cmocka_unit_test(test_device_layout),
         cmocka_unit_test(test_device_state),  cmocka_unit_test(test_string_escape),
+        cmocka_unit_test(test_utf8_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -354,10 +354,24 @@ static void test_bad_payload_non_finite(void **state)
     expect_bad_s("1e400", "out of range");
     expect_bad_s("-1e400", "out of range");
     expect_bad_s("{\"v\":1e309}", "out of range");
-    /* beyond int64 jansson cannot hold the integer exactly: refused rather
-     * than rounded, whatever the tag */
-    expect_bad_s("18446744073709551615", "out of range");
-    expect_bad_s("-9223372036854775809", "out of range");
+}
+
+/* Beyond int64 jansson has no integer: such numbers are read as reals, so
+ * a float64 tag takes them and a 64-bit integer tag refuses them as not
+ * representable (a double cannot tell which integer was meant). */
+static void test_integers_beyond_int64(void **state)
+{
+    (void)state;
+    sp_command cmd;
+    char d[256];
+    assert_int_equal(setpoint_parse("18446744073709551615", 20, &cmd, d, sizeof d), SP_OK);
+    assert_int_equal(cmd.kind, SPV_REAL);
+    assert_true(cmd.d == 18446744073709551615.0);
+    assert_int_equal(setpoint_parse("-9223372036854775809", 20, &cmd, d, sizeof d), SP_OK);
+    assert_int_equal(cmd.kind, SPV_REAL);
+    const char *obj = "{\"v\":10000000000000000000}";
+    assert_int_equal(setpoint_parse(obj, strlen(obj), &cmd, d, sizeof d), SP_OK);
+    assert_int_equal(cmd.kind, SPV_REAL);
 }
 
 static void test_bad_payload_long_string(void **state)
@@ -1014,6 +1028,7 @@ int main(void)
         cmocka_unit_test(test_bad_payload_members),
         cmocka_unit_test(test_bad_payload_id_length),
         cmocka_unit_test(test_bad_payload_non_finite),
+        cmocka_unit_test(test_integers_beyond_int64),
         cmocka_unit_test(test_bad_payload_long_string),
         cmocka_unit_test(test_bad_payload_no_detail_buffer),
         cmocka_unit_test(test_bare_values),
