@@ -1026,7 +1026,12 @@ bool config_table_is_writable(cfg_table t)
 
 void config_modicon(cfg_table t, unsigned address, char *buf, size_t n)
 {
-    snprintf(buf, n, "%c%05u", "0134"[t <= TABLE_HOLDING ? t : 0], address + 1);
+    /* the classic five digits (40101) while they suffice, else six (465536) */
+    char prefix = "0134"[t <= TABLE_HOLDING ? t : 0];
+    if (address + 1 <= 9999)
+        snprintf(buf, n, "%c%04u", prefix, address + 1);
+    else
+        snprintf(buf, n, "%c%05u", prefix, address + 1);
 }
 
 void config_link_key(const cfg_device *dev, char *buf, size_t n)

@@ -151,8 +151,9 @@ int config_table_parse(const char *name, cfg_table *out);
 bool config_table_is_bits(cfg_table t);           /* coil, discrete */
 bool config_table_is_writable(cfg_table t);       /* coil, holding */
 
-/* Modicon-style reference of a table address: holding 100 -> "400101",
- * coil 0 -> "000001", discrete -> 1xxxxx, input -> 3xxxxx. */
+/* Modicon-style reference of a table address: holding 100 -> "40101",
+ * coil 0 -> "00001", discrete 5 -> "10006", input 10 -> "30011"; six
+ * digits past 9999 (holding 65535 -> "465536"). */
 void config_modicon(cfg_table t, unsigned address, char *buf, size_t n);
 
 /* Link key: devices with equal keys share one link ("tcp:host:port",

@@ -204,7 +204,7 @@ def test_check_prints_devices_tags_and_plan(mbgate_bin, tmp_path):
     assert "plc1" in out, out
     for t in tags:
         assert t["name"] in out, (t["name"], out)
-    for ref in ("400101", "400105", "000001", "100006", "300011"):
+    for ref in ("40101", "40105", "00001", "10006", "30011"):
         assert ref in out, f"Modicon reference {ref} missing:\n{out}"
     assert re.search(r"plan|request", out, re.I), f"no read plan in:\n{out}"
 

@@ -853,8 +853,9 @@ static void test_error_buffer_bounds(void **state)
 static void test_helpers(void **state)
 {
     static const struct { cfg_table t; unsigned addr; const char *ref; } refs[] = {
-        { TABLE_HOLDING, 100, "400101" }, { TABLE_INPUT, 10, "300011" },
-        { TABLE_COIL, 0, "000001" }, { TABLE_DISCRETE, 5, "100006" },
+        { TABLE_HOLDING, 100, "40101" }, { TABLE_INPUT, 10, "30011" },
+        { TABLE_COIL, 0, "00001" }, { TABLE_DISCRETE, 5, "10006" },
+        { TABLE_HOLDING, 9998, "49999" }, { TABLE_HOLDING, 9999, "410000" },
         { TABLE_HOLDING, 65535, "465536" },
     };
     static const char *const names[] = { "coil", "discrete", "input", "holding" };
