@@ -151,6 +151,11 @@ cross-check:
 	@for a in $(CROSS_ARCHS); do $(MAKE) --no-print-directory deps ARCH=$$a || echo "cross-check: make deps ARCH=$$a failed"; done
 	bash tests/packaging/cross_check.sh $(CROSS_ARCHS)
 
+# ---- performance (never part of make check): one table, build/bench/results.md
+.PHONY: bench
+bench: all
+	tests/bench/run.sh
+
 # ---- reliability suite (fuzzers, threads, soak)
 .PHONY: fuzz fuzz-smoke tsan soak
 FUZZ_SECONDS ?= 600
