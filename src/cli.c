@@ -542,17 +542,29 @@ out:
 
 /* ---- read, write --------------------------------------------------------- */
 
-/* Print an {"ok":false} reply as "mbgate: WHAT: code: detail". */
-static void print_refusal(const char *what, const json_t *reply)
+/* Send a read/write/probe request: the {"ok":true} reply, or NULL after
+ * one line on stderr ("mbgate: WHAT: code: detail" for a refusal). */
+static json_t *ask_ok(const char *socket_path, json_t *req, bool *rounded, const char *what)
 {
-    const char *detail = jstr(reply, "detail");
-    fprintf(stderr, "mbgate: %s: %s%s%s\n", what, *jstr(reply, "error") ? jstr(reply, "error") : "error",
-            *detail ? ": " : "", detail);
+    char msg[512];
+    json_t *reply = ask(socket_path, req, NULL, rounded, msg, sizeof msg);
+    if (!reply) {
+        fprintf(stderr, "mbgate: %s\n", msg);
+        return NULL;
+    }
+    if (!json_is_true(json_object_get(reply, "ok"))) {
+        const char *detail = jstr(reply, "detail");
+        fprintf(stderr, "mbgate: %s: %s%s%s\n", what,
+                *jstr(reply, "error") ? jstr(reply, "error") : "error", *detail ? ": " : "", detail);
+        json_decref(reply);
+        return NULL;
+    }
+    return reply;
 }
 
 int cli_read(const char *socket_path, const char *dev, const char *tag)
 {
-    char msg[512], what[2 * CFG_NAME_MAX + 16], v[VALUE_MAX];
+    char what[2 * CFG_NAME_MAX + 16], v[VALUE_MAX];
     bool rounded = false;
     int rc = 1;
     json_t *req = json_pack("{s:s,s:s,s:s}", "cmd", "read", "device", dev, "tag", tag);
@@ -562,14 +574,8 @@ int cli_read(const char *socket_path, const char *dev, const char *tag)
         fprintf(stderr, "mbgate: %s: device and tag must be valid names\n", what);
         return CLI_USAGE;
     }
-    if (!(reply = ask(socket_path, req, NULL, &rounded, msg, sizeof msg))) {
-        fprintf(stderr, "mbgate: %s\n", msg);
+    if (!(reply = ask_ok(socket_path, req, &rounded, what)))
         goto out;
-    }
-    if (!json_is_true(json_object_get(reply, "ok"))) {
-        print_refusal(what, reply);
-        goto out;
-    }
     payload_json_text(json_object_get(reply, "v"), v, sizeof v);
     /* A uint64 past 2^63: jansson only has int64, say it is not exact. */
     printf("%s/%s = %s%s\n", dev, tag, v, rounded ? " (rounded: over 2^63)" : "");
@@ -582,7 +588,7 @@ out:
 
 int cli_write(const char *socket_path, const char *dev, const char *tag, const char *value_text)
 {
-    char msg[512], what[2 * CFG_NAME_MAX + VALUE_MAX + 32], shown[VALUE_MAX], back[VALUE_MAX];
+    char what[2 * CFG_NAME_MAX + VALUE_MAX + 32], shown[VALUE_MAX], back[VALUE_MAX];
     int rc = 1;
     json_t *req = NULL, *reply = NULL;
     /* 42, 21.5, true, "x" as JSON; anything else (abc) as the string it is. */
@@ -601,14 +607,8 @@ int cli_write(const char *socket_path, const char *dev, const char *tag, const c
         rc = CLI_USAGE;
         goto out;
     }
-    if (!(reply = ask(socket_path, req, NULL, NULL, msg, sizeof msg))) {
-        fprintf(stderr, "mbgate: %s\n", msg);
+    if (!(reply = ask_ok(socket_path, req, NULL, what)))
         goto out;
-    }
-    if (!json_is_true(json_object_get(reply, "ok"))) {
-        print_refusal(what, reply);
-        goto out;
-    }
     const json_t *v = json_object_get(reply, "v");
     if (v && !json_is_null(v)) {
         payload_json_text(v, back, sizeof back);
@@ -737,7 +737,7 @@ int cli_probe(const char *socket_path, const char *dev, const char *table,
 {
     static const char *const kinds[] = { "coil", "discrete input", "input register",
                                          "holding register" };
-    char msg[512], what[CFG_NAME_MAX + 64], first[16], last[16];
+    char what[CFG_NAME_MAX + 64], first[16], last[16];
     uint16_t regs[BUS_PROBE_MAX];
     cfg_table t;
     int rc = 1;
@@ -765,14 +765,8 @@ int cli_probe(const char *socket_path, const char *dev, const char *table,
         fprintf(stderr, "mbgate: %s: the device must be a valid name\n", what);
         return CLI_USAGE;
     }
-    if (!(reply = ask(socket_path, req, NULL, NULL, msg, sizeof msg))) {
-        fprintf(stderr, "mbgate: %s\n", msg);
+    if (!(reply = ask_ok(socket_path, req, NULL, what)))
         goto out;
-    }
-    if (!json_is_true(json_object_get(reply, "ok"))) {
-        print_refusal(what, reply);
-        goto out;
-    }
     const json_t *jr = json_object_get(reply, "regs");
     size_t n = json_array_size(jr);
     if (n == 0 || n > BUS_PROBE_MAX) {
