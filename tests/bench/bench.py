@@ -418,8 +418,9 @@ def run_agent_load(broker, sub, sims, rate=None, ntags=None, poll_ms=None, layou
     r.update(kind=label, layout=layout, ntags=ntags, poll_ms=poll_ms, offered=offered)
     done = r.get("acked") or r["samples"]
     r["cpu_per_M"] = r["cpu_s"]["agent"] / max(1, r["samples"]) * 1e6
+    # flat: the fitted slope, and the end points within one poll cycle's burst
     grow_ok = r.get("pending_slope", 0) < max(50.0, 0.02 * offered) and \
-        r.get("pending1", 0) - r.get("pending0", 0) < max(500, 0.25 * offered)
+        r.get("pending1", 0) - r.get("pending0", 0) < max(500, 0.25 * offered, offered * poll_ms / 1000)
     r["sustained"] = bool(grow_ok and r["rate"] >= 0.95 * offered)
     results["runs"].append(r)
     log(f"  {label} {layout}: {NDEV}x{ntags} tags @ {poll_ms} ms = {offered:.0f}/s offered -> "
@@ -580,6 +581,7 @@ def section_throughput(broker, sub, sims, table):
         # one bisection step between the last good and the first bad rung
         fm = (best[0] + tried[-1][0]) / 2
         r = run_agent_load(broker, sub, sims, rate=fm * B, label="ladder")
+        tried.append((fm, r))
         if r["sustained"]:
             best = (fm, r)
     if best is None:
@@ -597,6 +599,18 @@ def section_throughput(broker, sub, sims, table):
                 nr.append(run_node_red(broker, sub, sims, ntags, poll))
             except Exception as e:
                 log("  node-red run failed:", e)
+    # the ladder's rung may have been a lucky run: when most confirmations
+    # grew a backlog, confirm the next lower rung that the ladder sustained
+    fallback = None
+    mb_same = list(mb)  # on Node-RED's load, for section 6
+    if sum(r["sustained"] for r in mb) * 2 < len(mb):
+        lower = [(f_, r_) for f_, r_ in tried if r_["sustained"] and r_["offered"] < rate]
+        if lower:
+            f_, r_ = max(lower, key=lambda x: x[1]["offered"])
+            fallback = (ntags, poll, [round(r["rate"]) for r in mb])
+            ntags, poll, rate = r_["ntags"], r_["poll_ms"], r_["offered"]
+            mb = [run_agent_load(broker, sub, sims, ntags=ntags, poll_ms=poll, label="mbgate-lower")
+                  for _ in range(REPS)]
     Bm = med([b["rate"] for b in base])
     Mm = med([r["rate"] for r in mb])
     n_sus = sum(r["sustained"] for r in mb)
@@ -606,13 +620,14 @@ def section_throughput(broker, sub, sims, table):
                     "poll_ms": poll, "offered": rate, "sustained": f"{n_sus}/{len(mb)}",
                     "cpu_per_M": med([r["cpu_per_M"] for r in mb]),
                     "lat_p50": med([r["lat_p50_ms"] for r in mb]), "lat_p99": med([r["lat_p99_ms"] for r in mb]),
-                    "runs": [round(r["rate"]) for r in mb],
+                    "runs": [round(r["rate"]) for r in mb], "fallback": fallback,
                     "ladder": [(round(f_ * B), round(r_["rate"]), r_["sustained"]) for f_, r_ in tried]}
     if nr:
         Nm = med([r["rate"] for r in nr])
-        mb_eff = med([r["rate"] / max(1e-9, r["cpu_s"]["agent"] / r["secs"]) for r in mb])
+        mb_eff = med([r["rate"] / max(1e-9, r["cpu_s"]["agent"] / r["secs"]) for r in mb_same])
         nr_eff = med([r["rate"] / max(1e-9, r["cpu_s"]["node-red"] / r["secs"]) for r in nr])
-        table["nodered"] = {"rate": Nm, "rate_ratio": Mm / Nm if Nm else None,
+        Ms = med([r["rate"] for r in mb_same])
+        table["nodered"] = {"rate": Nm, "rate_ratio": Ms / Nm if Nm else None,
                             "cpu_per_M": med([r["cpu_per_M"] for r in nr]),
                             "eff": nr_eff, "mb_eff": mb_eff, "eff_ratio": mb_eff / nr_eff if nr_eff else None,
                             "hwm_kb": med([r["hwm_kb"] for r in nr]),
@@ -704,6 +719,10 @@ def section_drain(broker, sub, sims, table):
                     break
                 if st and st["outbox"]["pending"] < live_tags * NDEV and s["hist"] - s0["hist"] >= 0.99 * DRAIN_N:
                     break
+            # the last backlog messages may still be on their way
+            end = time.monotonic() + 10
+            while sub.stats()["hist"] - s0["hist"] < DRAIN_N and time.monotonic() < end:
+                time.sleep(0.2)
             s2 = sub.stats()
             lat = sub.cmd("lat")
             c1 = a.cpu()
@@ -947,6 +966,10 @@ def render(table, up0, up1):
         add(("1", f"mbgate per-tag JSON, QoS 1, outbox: highest sustained ({NDEV}x{t['ntags']} tags @ {t['poll_ms']} ms)",
              f"{fmt(t['rate'])} samples/s (runs {t['runs']}, {t['sustained']} flat backlog; "
              f"live latency p50 {fmt(t['lat_p50'], 1)} / p99 {fmt(t['lat_p99'], 1)} ms)", "-", ""))
+        if t.get("fallback"):
+            fn, fp, fr = t["fallback"]
+            add(("1", f"  (20x{fn} tags @ {fp} ms, the ladder's top rung, grew a backlog in most confirmations)",
+                 f"delivered {fr}", "-", ""))
         add(("1", "  ratio to the broker's limit", fmt(t["ratio"], 2), ">= 0.80",
              verdict(t["ratio"] is not None and t["ratio"] >= 0.8)))
         add(("1", "  mbgate CPU at that load", f"{fmt(t['cpu_per_M'], 1)} CPU-s per million samples", "-", ""))
