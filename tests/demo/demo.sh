@@ -20,7 +20,7 @@ trap cleanup INT TERM EXIT
 
 sed -e "s/port = 1883;/port = $mq_port;/" -e "s/port = 1502;/port = $plc_port;/" \
     -e "s#/tmp/mbgate-demo#$PWD/$dir/state#g" conf/demo.conf > "$dir/demo.conf"
-printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\n' "$mq_port" > "$dir/mosquitto.conf"
+printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n' "$mq_port" > "$dir/mosquitto.conf"
 
 mosquitto -c "$dir/mosquitto.conf" > "$dir/mosquitto.log" 2>&1 & pids+=($!)
 "$bin" sim -c "$dir/demo.conf" > "$dir/sim.log" 2>&1 & pids+=($!)
