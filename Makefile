@@ -83,6 +83,7 @@ test_payload_DEPS  := payload codec sample
 test_control_DEPS  := control_fastidle codec setpoint config plan log payload sample
 test_control_CPPFLAGS := -DCONTROL_IDLE_MS=200
 test_spb_DEPS      := spb codec sparkplug_b.pb-c
+test_store_DEPS    := store sample log
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(B)/unit/%)
 

@@ -515,9 +515,10 @@ static void load_sim_value(ctx *c, const config_setting_t *s, cfg_tag *t)
         report(c, s, "too long, %zu characters (expected at most length %u)", strlen(v), t->length);
         return;
     }
-    if (v)
-        memcpy(t->sim_text, v, strlen(v) + 1);
-    else
+    if (v) {
+        free(t->sim_text);
+        t->sim_text = strdup(v); /* NULL on out-of-memory: the simulator then uses "" */
+    } else
         t->sim_value = number(s);
     t->has_sim_value = true;
 }
@@ -974,8 +975,11 @@ void config_free(config *cfg)
 {
     if (!cfg)
         return;
-    for (size_t i = 0; i < cfg->ndevices; i++)
+    for (size_t i = 0; i < cfg->ndevices; i++) {
+        for (size_t j = 0; cfg->devices[i].tags && j < cfg->devices[i].ntags; j++)
+            free(cfg->devices[i].tags[j].sim_text);
         free(cfg->devices[i].tags);
+    }
     free(cfg->devices);
     free(cfg->mqtt.brokers);
     free(cfg);

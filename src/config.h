@@ -44,7 +44,7 @@ typedef struct {
     cfg_sim sim;          /* default: toggle for bool, fixed for string, else drift */
     bool has_sim_value;
     double sim_value;             /* numeric/bool initial value for the simulator */
-    char sim_text[CODEC_STR_MAX + 1]; /* string initial value */
+    char *sim_text;       /* string initial value (only the simulator reads it), or NULL */
     int line;
 } cfg_tag;
 

@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <mqtt_protocol.h>
@@ -53,6 +54,8 @@ struct mqtt {
     char lib_error[160];     /* first error libmosquitto (OpenSSL) logged in this session */
     int *acks;               /* delivery reports held back until mqtt_io */
     size_t nacks, capacks;
+    int lowat;               /* SO_RCVLOWAT of this session's socket (1: default) */
+    int64_t last_read;       /* mono ms of the last loop_read */
     mqtt_stats st;
 };
 
@@ -491,6 +494,7 @@ static void attempt(mqtt *m, int64_t now)
     const cfg_broker *b = &m->cfg->mqtt.brokers[m->broker];
     snprintf(m->st.broker, sizeof m->st.broker, "%s:%u", b->host, b->port);
     m->attempt_at = now;
+    m->lowat = 1;
     m->err_set = false;
     m->lib_error[0] = 0;
     /* clean session: MQTT 3.1.1 clean session, MQTT 5 clean start with no
@@ -553,7 +557,11 @@ void mqtt_io(mqtt *m, short revents)
         return;
     }
     int rc = MOSQ_ERR_SUCCESS, e = 0;
-    if (revents & (POLLIN | POLLERR | POLLHUP)) {
+    /* with a raised SO_RCVLOWAT a few waiting bytes do not wake poll: read
+     * them anyway when they may have waited MQTT_ACK_BATCH_MAX_MS */
+    bool stale = m->lowat > 1 && now - m->last_read >= MQTT_ACK_BATCH_MAX_MS;
+    if ((revents & (POLLIN | POLLERR | POLLHUP)) || stale) {
+        m->last_read = now;
         rc = mosquitto_loop_read(m->mosq, 64);
         e = errno;
     }
@@ -577,10 +585,21 @@ void mqtt_io(mqtt *m, short revents)
         backoff(m, now);
 }
 
+void mqtt_ack_batch(mqtt *m, unsigned n)
+{
+    int fd = mqtt_fd(m), want = n > 1 ? (int)n * 4 : 1;
+    if (fd < 0 || !m->up || want == m->lowat)
+        return;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want) == 0)
+        m->lowat = want;
+}
+
 int mqtt_timeout(mqtt *m)
 {
     if (m->nacks)
         return 0;
+    if (m->lowat > 1)
+        return MQTT_ACK_BATCH_MAX_MS;
     if (!m->mosq) {
         int64_t d = m->retry_at - mono_ms();
         return d < 0 ? 0 : d > 1000 ? 1000 : (int)d;

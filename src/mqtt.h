@@ -68,6 +68,14 @@ void mqtt_io(mqtt *m, short revents);
 /* How long the agent may sleep before mqtt_io is due again (ms). */
 int mqtt_timeout(mqtt *m);
 
+/* Wake-up batching while many messages are in flight: poll reports the
+ * socket readable only once about n PUBACKs (4 bytes each) are waiting
+ * (SO_RCVLOWAT), instead of on every one; n <= 1 restores "any byte".
+ * mqtt_io reads anyway once MQTT_ACK_BATCH_MAX_MS passed without a read, so
+ * a lone packet (a command, PINGRESP) waits at most that long. */
+#define MQTT_ACK_BATCH_MAX_MS 10
+void mqtt_ack_batch(mqtt *m, unsigned n);
+
 /* CONNACK accepted and the session has not failed since. */
 bool mqtt_is_connected(mqtt *m);
 

@@ -419,6 +419,8 @@ static void enforce_caps(outbox *ob)
 
 void outbox_tick(outbox *ob, int64_t mono_now)
 {
+    /* every loop turn, so that a crash re-sends only what was in flight;
+     * acks arrive in batches (mqtt_ack_batch), so one turn deletes many */
     flush_deletes(ob);
     if (mono_now < ob->cap_at)
         return;
@@ -445,6 +447,8 @@ void outbox_stats_get(outbox *ob, outbox_stats *o)
     o->published = ob->published;
     o->acked = ob->acked;
 }
+
+size_t outbox_inflight(const outbox *ob) { return ob->nfl; }
 
 int64_t outbox_counter(outbox *ob, const char *key) { return store_counter(ob->st, key); }
 

@@ -60,6 +60,9 @@ void outbox_tick(outbox *ob, int64_t mono_now);
 
 void outbox_stats_get(outbox *ob, outbox_stats *out);
 
+/* Messages published and not yet acknowledged (cheap: no store query). */
+size_t outbox_inflight(const outbox *ob);
+
 /* Persistent counters shared with other modules (Sparkplug bdSeq). */
 int64_t outbox_counter(outbox *ob, const char *key);
 void outbox_set_counter(outbox *ob, const char *key, int64_t v);

@@ -54,7 +54,7 @@ static void put(unit *u, const cfg_tag *t, double x)
     codec_value raw;
     if (t->type == CT_STRING) {
         raw.kind = CV_STR;
-        snprintf(raw.s, sizeof raw.s, "%.*s", (int)t->length, t->sim_text);
+        snprintf(raw.s, sizeof raw.s, "%.*s", (int)t->length, t->sim_text ? t->sim_text : "");
     } else {
         double r = (x - t->offset) / t->scale;
         if (t->type != CT_FLOAT32 && t->type != CT_FLOAT64)

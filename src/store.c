@@ -16,7 +16,7 @@
 
 struct store {
     sqlite3 *db;
-    sqlite3_stmt *ins, *del, *sel, *cnt_get, *cnt_set;
+    sqlite3_stmt *ins, *del, *sel, *cnt_get, *cnt_set, *begin, *commit;
     char path[1100];
     int64_t next_id;
     int64_t rows;
@@ -79,7 +79,9 @@ static int prepare(store *st)
     if (sqlite3_exec(st->db, app, NULL, NULL, NULL) != SQLITE_OK)
         return -1;
     if (sqlite3_prepare_v2(st->db, "INSERT INTO outbox VALUES(?,?,?,?,?,?,?,?)", -1, &st->ins, NULL) ||
-        sqlite3_prepare_v2(st->db, "DELETE FROM outbox WHERE id=?", -1, &st->del, NULL) ||
+        sqlite3_prepare_v2(st->db, "DELETE FROM outbox WHERE id BETWEEN ?1 AND ?2", -1, &st->del, NULL) ||
+        sqlite3_prepare_v2(st->db, "BEGIN", -1, &st->begin, NULL) ||
+        sqlite3_prepare_v2(st->db, "COMMIT", -1, &st->commit, NULL) ||
         sqlite3_prepare_v2(st->db, "SELECT id,ts,dev,tag,good,type,val,err FROM outbox"
                            " WHERE id>? AND id<? ORDER BY id LIMIT ?", -1, &st->sel, NULL) ||
         sqlite3_prepare_v2(st->db, "SELECT value FROM counters WHERE key=?", -1, &st->cnt_get, NULL) ||
@@ -100,7 +102,9 @@ static void finalize_all(store *st)
     sqlite3_finalize(st->sel);
     sqlite3_finalize(st->cnt_get);
     sqlite3_finalize(st->cnt_set);
-    st->ins = st->del = st->sel = st->cnt_get = st->cnt_set = NULL;
+    sqlite3_finalize(st->begin);
+    sqlite3_finalize(st->commit);
+    st->ins = st->del = st->sel = st->cnt_get = st->cnt_set = st->begin = st->commit = NULL;
     sqlite3_close(st->db);
     st->db = NULL;
 }
@@ -184,10 +188,13 @@ static bool is_full(int rc)
     return prim == SQLITE_FULL || prim == SQLITE_IOERR;
 }
 
-static int exec_or_note(store *st, const char *sql)
+/* BEGIN / COMMIT from prepared statements: sqlite3_exec would parse them
+ * on every transaction. */
+static int step_or_note(store *st, sqlite3_stmt *q)
 {
-    int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
-    if (rc != SQLITE_OK) {
+    int rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
         st->full = is_full(rc);
         return -1;
     }
@@ -205,7 +212,7 @@ static void bind_text(sqlite3_stmt *q, int i, const char *s)
 int store_put(store *st, sample *list)
 {
     int64_t id = st->next_id, n = 0;
-    if (exec_or_note(st, "BEGIN") < 0)
+    if (step_or_note(st, st->begin) < 0)
         return -1;
     for (sample *s = list; s; s = s->next, n++) {
         sqlite3_bind_int64(st->ins, 1, id + n);
@@ -225,7 +232,7 @@ int store_put(store *st, sample *list)
             return -1;
         }
     }
-    if (exec_or_note(st, "COMMIT") < 0) {
+    if (step_or_note(st, st->commit) < 0) {
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
@@ -239,15 +246,27 @@ int store_put(store *st, sample *list)
 
 bool store_disk_full(const store *st) { return st->full; }
 
-int store_delete(store *st, const int64_t *ids, size_t n)
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Acks come (nearly) in id order: sorted, the ids form a few runs, and a
+ * run is one range DELETE instead of one statement per row. */
+int store_delete(store *st, int64_t *ids, size_t n)
 {
     int64_t gone = 0;
     if (n == 0)
         return 0;
-    if (exec_or_note(st, "BEGIN") < 0)
+    qsort(ids, n, sizeof *ids, cmp_id);
+    if (step_or_note(st, st->begin) < 0)
         return -1;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0, j; i < n; i = j + 1) {
+        for (j = i; j + 1 < n && ids[j + 1] <= ids[j] + 1; j++)
+            ;
         sqlite3_bind_int64(st->del, 1, ids[i]);
+        sqlite3_bind_int64(st->del, 2, ids[j]);
         int rc = sqlite3_step(st->del);
         sqlite3_reset(st->del);
         if (rc != SQLITE_DONE) {
@@ -256,7 +275,7 @@ int store_delete(store *st, const int64_t *ids, size_t n)
         }
         gone += sqlite3_changes(st->db);
     }
-    if (exec_or_note(st, "COMMIT") < 0) {
+    if (step_or_note(st, st->commit) < 0) {
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }

@@ -1,8 +1,8 @@
 /* store.h - the SQLite outbox file (state_dir/outbox.db, WAL).
  *
- * Rows are samples waiting for the broker's acknowledgement, with ids that
- * only grow (assigned here), plus a small table of persistent counters.
- * Only the publisher thread uses a store. */
+ * Rows are samples waiting for the broker's acknowledgement; a new row's id
+ * is above every stored row's (assigned here). Also a small table of
+ * persistent counters. Only the publisher thread uses a store. */
 #ifndef MBGATE_STORE_H
 #define MBGATE_STORE_H
 
@@ -26,8 +26,9 @@ void store_close(store *st);
 int store_put(store *st, sample *list);
 bool store_disk_full(const store *st);
 
-/* Delete rows by id in one transaction; -1 on failure (retry later). */
-int store_delete(store *st, const int64_t *ids, size_t n);
+/* Delete rows by id in one transaction (ids is sorted in place, runs of
+ * consecutive ids go as one range); -1 on failure (retry later). */
+int store_delete(store *st, int64_t *ids, size_t n);
 
 /* Up to limit rows with after < id < before, oldest first, as a list. */
 sample *store_read(store *st, int64_t after, int64_t before, int limit);
