@@ -166,6 +166,7 @@ static void command(const char *c)
         memset(lat, 0, LAT_BUCKETS * sizeof *lat);
         lat_n = lat_over = 0;
         lat_max_ms = 0;
+        first_hist_t = 0; /* the next backlog message starts a new drain */
         printf("{\"ok\":true}\n");
     } else if (strncmp(c, "lat", 3) == 0) {
         printf("{\"n\":%llu,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f,\"over\":%llu}\n",

@@ -1,11 +1,13 @@
 /* storebench.c - outbox insert rate: store_put() from src/store.c, as the agent calls it.
  *
- *   storebench -D STATE_DIR [-n SAMPLES] [-b BATCH] [-d DEVICES] [-t TAGS] [-f] [-a AGE_MS]
+ *   storebench -D STATE_DIR [-n SAMPLES] [-b BATCH] [-d DEVICES] [-t TAGS] [-f] [-a AGE_MS] [-L]
  *
  * Commits SAMPLES samples into STATE_DIR/outbox.db in transactions of BATCH
  * samples (one poll cycle's worth), devices dNN / tags tNNNN in turn, like
  * uint16 counter tags, with ts spread over the AGE_MS before now. -f: the
- * agent's buffer.sync = "full". Prints one JSON line {"n":..,"secs":..,"rate":..}
+ * agent's buffer.sync = "full". -L: the device layout, one row per device
+ * and cycle holding its TAGS values (SAMPLES still counts values; BATCH
+ * counts rows). Prints one JSON line {"n":..,"secs":..,"rate":..}
  * (samples committed per second, sample_new included as the bus threads pay
  * it). Linked with build/obj/store.o sample.o log.o, so it measures the
  * agent's own code; it also fills an outbox for the backlog-drain bench.
@@ -31,8 +33,8 @@ int main(int argc, char **argv)
 {
     const char *dir = NULL;
     long n = 1000000, batch = 500, age_ms = 60000;
-    int ndev = 20, ntags = 500, full = 0, opt;
-    while ((opt = getopt(argc, argv, "D:n:b:d:t:fa:")) != -1) {
+    int ndev = 20, ntags = 500, full = 0, devlayout = 0, opt;
+    while ((opt = getopt(argc, argv, "D:n:b:d:t:fa:L")) != -1) {
         switch (opt) {
         case 'D': dir = optarg; break;
         case 'n': n = atol(optarg); break;
@@ -41,8 +43,9 @@ int main(int argc, char **argv)
         case 't': ntags = atoi(optarg); break;
         case 'f': full = 1; break;
         case 'a': age_ms = atol(optarg); break;
+        case 'L': devlayout = 1; break;
         default:
-            fprintf(stderr, "usage: storebench -D DIR [-n N] [-b BATCH] [-d DEV] [-t TAGS] [-f] [-a AGE_MS]\n");
+            fprintf(stderr, "usage: storebench -D DIR [-n N] [-b BATCH] [-d DEV] [-t TAGS] [-f] [-a AGE_MS] [-L]\n");
             return 2;
         }
     }
@@ -60,6 +63,37 @@ int main(int argc, char **argv)
     double t0 = mono_s();
     char dev[32], tag[32], val[32];
     long done = 0;
+    if (devlayout) {
+        /* {"t0001":N,...}: 16 bytes per value at most */
+        char *obj = malloc((size_t)ntags * 16 + 2);
+        if (!obj)
+            return 1;
+        long row = 0;
+        while (done < n) {
+            sample *head = NULL, **tail = &head;
+            for (long i = 0; i < batch && done < n; i++, row++, done += ntags) {
+                size_t len = 0;
+                long cycle = row / ndev + 1;
+                for (int t = 0; t < ntags; t++)
+                    len += (size_t)sprintf(obj + len, "%s\"t%04d\":%ld", t ? "," : "{", t + 1,
+                                           cycle & 0xffff);
+                strcpy(obj + len, "}");
+                snprintf(dev, sizeof dev, "d%02ld", row % ndev + 1);
+                sample *s = sample_new(dev, "", t_first + (int64_t)((double)done / n * age_ms), 1, 0,
+                                       obj, NULL);
+                if (!s)
+                    return 1;
+                *tail = s;
+                tail = &s->next;
+            }
+            if (store_put(st, head) < 0) {
+                fprintf(stderr, "storebench: store_put failed after %ld samples\n", done);
+                return 1;
+            }
+            sample_free_list(head);
+        }
+        free(obj);
+    }
     while (done < n) {
         sample *head = NULL, **tail = &head;
         long k = batch < n - done ? batch : n - done;
