@@ -111,23 +111,14 @@ check: deps
 	$(MAKE) tsan
 	$(MAKE) fuzz-smoke
 
-# A foreign ARCH is added to dpkg's architectures first; if apt then fails,
-# it is removed again (an architecture whose indexes do not download would
-# make every later apt-get update fail).
+# packaging/deps.sh: a foreign ARCH is added to dpkg's architectures first,
+# and removed again if installing fails (an architecture whose indexes do not
+# download would make every later apt-get update fail). When the mirror's
+# index of ARCH lags behind this machine's packages (Multi-Arch: same
+# versions differ), it installs the matching version from the mirror's pool
+# or, failing that, one version for all architectures (see its header).
 deps:
-	@set -e; added=; \
-	for a in $(FOREIGN); do \
-	  dpkg-architecture -a"$$a" -qDEB_HOST_GNU_TYPE >/dev/null 2>&1 || { echo "deps: ARCH=$$a is not a Debian architecture"; exit 1; }; \
-	  dpkg --print-foreign-architectures | grep -qx "$$a" || { dpkg --add-architecture "$$a"; added="$$added $$a"; }; \
-	done; \
-	missing=$$(for p in $(DEPS_PKGS) $(CROSS_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:" $$missing; \
-	  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; }; then \
-	    for a in $$added; do dpkg --remove-architecture "$$a" 2>/dev/null || true; done; \
-	    echo "deps: installing for ARCH=$(ARCH) failed$${added:+ (architecture$$added removed again)}"; exit 1; \
-	  fi; \
-	fi
+	@packaging/deps.sh "$(ARCH)" $(DEPS_PKGS) $(CROSS_PKGS)
 
 demo: deps all
 	tests/demo/demo.sh

@@ -18,7 +18,9 @@
 #     shipped etc/mbgate/mbgate.conf, and a short run of the agent against a
 #     private mosquitto and `mbgate sim` (both native) on free loopback ports:
 #     3 samples must arrive on the tag topic, `mbgate status` must answer OK
-#     through the control socket, and SIGTERM must stop the agent cleanly.
+#     through the control socket, the samples' timestamps and the status
+#     JSON's times and counters must be plausible (32-bit armhf: time_t,
+#     long and size_t widths), and SIGTERM must stop the agent cleanly.
 #     The emulated binary loads ARCH's libraries from the multiarch
 #     directories (/usr/lib/<triplet>, installed with the -dev packages) and
 #     its dynamic loader from / (qemu -L /).
@@ -277,6 +279,36 @@ samples_arrive() {  # PORT TOPIC: 3 JSON samples within 20 s
     cat "$WORK/sub.out"
     [ "$rc" -eq 0 ] && [ "$(grep -c '"v":[0-9]' "$WORK/sub.out")" -eq 3 ]
 }
+# ARCH SOCKET: the sample timestamps (ms) and `mbgate status --json`'s
+# times and counters are plausible: on armhf time_t, long and size_t are 32
+# bits, where a wrong width or format shows as a garbage or wrapped value.
+times_sane() {
+    local out
+    out=$(run_x "$1" status --json --socket "$2" 2>&1) || { echo "$out"; return 1; }
+    printf '%s\n' "$out"
+    python3 - "$WORK/sub.out" "$out" <<'PY'
+import json, sys, time
+now = time.time() * 1000
+st = json.loads(sys.argv[2])
+dev = st["devices"][0]
+bad = []
+def near(name, ms):  # within 10 minutes of now
+    if not isinstance(ms, int) or abs(ms - now) > 600000:
+        bad.append(f"{name}={ms!r}")
+for line in open(sys.argv[1]):
+    topic, _, payload = line.partition(" ")
+    near(topic + " ts", json.loads(payload)["ts"])
+near("broker.since_ts", st["broker"]["since_ts"])
+near("devices[0].last_good_ts", dev["last_good_ts"])
+if not 0 <= st["uptime_s"] < 600: bad.append(f"uptime_s={st['uptime_s']!r}")
+if not 0 < dev["polls"] < 100000: bad.append(f"polls={dev['polls']!r}")
+if not 0 < st["broker"]["acked"] <= st["broker"]["published"] < 100000:
+    bad.append(f"published/acked={st['broker']['published']}/{st['broker']['acked']}")
+if not 0 < st["outbox"]["file_bytes"] < 1 << 30: bad.append(f"file_bytes={st['outbox']['file_bytes']!r}")
+print("implausible: " + ", ".join(bad) if bad else "plausible")
+sys.exit(1 if bad else 0)
+PY
+}
 agent_stopped_cleanly() {
     stop_pid "$1"
     echo "exit status $STOP_RC"
@@ -335,7 +367,9 @@ EOF
         check "$a: data flow: 3 samples on xc/$a/plc1/cycles (mosquitto_sub -C 3 -W 20)" \
             samples_arrive "$mq" "xc/$a/plc1/cycles"
         check "$a: mbgate status --socket: OK" \
-            wait_for 15 run_x "$a" status --socket "$d/mbgate.sock"
+            wait_for 15 run_x "$a" status --socket "$d/mbgate.sock" &&
+            check "$a: timestamps and counters plausible (samples, status --json)" \
+                times_sane "$a" "$d/mbgate.sock"
     else
         tail -n 20 "$d/agent.log"
     fi
