@@ -738,6 +738,18 @@ def run_cli(binary, *args, timeout=30.0, env=None):
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 
+def control_socket(conf):
+    """The control.socket path of a config written by write_config."""
+    return re.search(r'socket = "([^"]+)"', Path(conf).read_text()).group(1)
+
+
+def agent_status(binary, conf):
+    """`mbgate status --json` of the agent running conf, parsed."""
+    r = run_cli(binary, "status", "--json", "--socket", control_socket(conf), timeout=10)
+    assert r.stdout, f"mbgate status --json: {r.stderr}"
+    return json.loads(r.stdout)
+
+
 def assert_clean_stderr(text, what="mbgate"):
     for m in SANITIZER_MARKERS:
         assert m not in text, f"{what}: sanitizer report:\n{text[-6000:]}"

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (SLOW, HERE, PREFIX, PYTHON, Proc, encode, free_port, run_cli, tcp_device,
-                      wait_for, write_config)
+from conftest import (SLOW, HERE, PREFIX, PYTHON, Proc, agent_status, control_socket, encode,
+                      free_port, run_cli, tcp_device, wait_for, write_config)
 
 LINK_BACKOFF_MAX_S = 10.0
 JITTER_S = 0.15 * SLOW  # scheduling and pymodbus latency on a loaded test machine
@@ -135,14 +135,8 @@ def wait_state(col, dev, state, timeout, after=0):
                             timeout=timeout, after=after, raw=True)
 
 
-def control_socket(conf):
-    return re.search(r'socket = "([^"]+)"', Path(conf).read_text()).group(1)
-
-
 def status_json(mbgate_bin, conf):
-    r = run_cli(mbgate_bin, "status", "--json", "--socket", control_socket(conf))
-    assert r.stdout, r.stderr
-    return {d["name"]: d for d in json.loads(r.stdout)["devices"]}
+    return {d["name"]: d for d in agent_status(mbgate_bin, conf)["devices"]}
 
 
 def established(port):

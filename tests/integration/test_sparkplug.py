@@ -8,7 +8,6 @@ in publish order (one publisher connection, one subscription).
 """
 import importlib
 import json
-import re
 import shutil
 import signal
 import sqlite3
@@ -23,8 +22,8 @@ from pathlib import Path
 import paho.mqtt.publish as mqtt_publish
 import pytest
 
-from conftest import (encode, encode_string, free_port, now_ms, run_cli, tcp_device,
-                      wait_for, write_config)
+from conftest import (control_socket, encode, encode_string, free_port, now_ms, run_cli,
+                      tcp_device, wait_for, write_config)
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP = "plant1"
@@ -238,10 +237,6 @@ def cmd_payload(pb, metrics):
 
 def f32(x):
     return struct.unpack(">f", struct.pack(">f", x))[0]
-
-
-def control_socket(conf):
-    return re.search(r'socket = "([^"]+)"', Path(conf).read_text()).group(1)
 
 
 # --------------------------------------------------------------------------
