@@ -687,14 +687,15 @@ def storebench(dirpath, n, batch=500, full=False, ntags=500, devlayout=False):
     return json.loads(r.stdout)
 
 
-def drain_once(broker, sub, sims, layout):
-    """One drain of DRAIN_N stored samples (values) with live data flowing."""
+def drain_once(broker, sub, sims, layout, n=None):
+    """One drain of n (DRAIN_N) stored samples (values) with live data flowing."""
+    n = n or DRAIN_N
     live_tags, live_poll = 100, 1000        # 2,000 samples/s of live data meanwhile
     dev = layout == "device"
     conf, state = agent_config(broker.port, sims, live_tags, live_poll, layout=layout)
     # device layout: one row per device and cycle, live_tags values each
-    fill = storebench(state, DRAIN_N, batch=(25 if dev else 500), ntags=live_tags, devlayout=dev)
-    log(f"  {layout}: filled {DRAIN_N} samples with store_put in {fill['secs']:.1f} s: {fill['rate']:.0f} inserts/s")
+    fill = storebench(state, n, batch=(25 if dev else 500), ntags=live_tags, devlayout=dev)
+    log(f"  {layout}: filled {n} samples with store_put in {fill['secs']:.1f} s: {fill['rate']:.0f} inserts/s")
     rows_left = NDEV * 2 if dev else live_tags * NDEV   # "drained" once pending is below ~1 s of live rows
     sub.cmd("latreset")   # latency and backlog timing start with this drain
     s0 = sub.stats()
@@ -711,13 +712,13 @@ def drain_once(broker, sub, sims, layout):
             s = sub.stats()
             st = a.status()
             done = s["hist_samples"] - s0["hist_samples"]
-            if done >= DRAIN_N:
+            if done >= n:
                 break
-            if st and st["outbox"]["pending"] < rows_left and done >= 0.99 * DRAIN_N:
+            if st and st["outbox"]["pending"] < rows_left and done >= 0.99 * n:
                 break
         # the last backlog messages may still be on their way
         end = time.monotonic() + 10
-        while sub.stats()["hist_samples"] - s0["hist_samples"] < DRAIN_N and time.monotonic() < end:
+        while sub.stats()["hist_samples"] - s0["hist_samples"] < n and time.monotonic() < end:
             time.sleep(0.2)
         s2 = sub.stats()
         lat = sub.cmd("lat")
@@ -733,9 +734,9 @@ def drain_once(broker, sub, sims, layout):
     dt = max(1e-6, s2["last_hist_t"] - s2["first_hist_t"])
     hist_rate = hist / dt
     live_rate = (live(s2) - live(s1)) / max(1e-6, s2["t"] - s1["t"])
-    r = {"kind": "drain", "layout": layout, "n": DRAIN_N, "hist": hist, "secs": dt, "rate": hist_rate,
+    r = {"kind": "drain", "layout": layout, "n": n, "hist": hist, "secs": dt, "rate": hist_rate,
          "msg_rate": (s2["hist"] - s0["hist"]) / dt,
-         "complete": hist >= DRAIN_N, "live_rate": live_rate, "live_offered": live_tags * NDEV * 1000 / live_poll,
+         "complete": hist >= n, "live_rate": live_rate, "live_offered": live_tags * NDEV * 1000 / live_poll,
          "lat_p50_ms": lat["p50"], "lat_p99_ms": lat["p99"], "lat_max_ms": lat["max"],
          "cpu_per_M": ((c1 or 0) - (c0 or 0)) / CLK / max(1, hist + live(s2) - live(s0)) * 1e6,
          "hwm_kb": hwm, "insert_rate": fill["rate"], "load": loadavg()}

@@ -12,50 +12,17 @@ samples with 2,000/s live (drain rate, live p99). Medians at the end.
 Build B with tests/bench/patched.sh.
 """
 import argparse
-import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
-from bench import PROCS, RUN, NDEV, Broker, Sims, Sub, run_agent_load, run_broker_limit  # noqa: E402
+from bench import PROCS, RUN, Broker, Sims, Sub, run_agent_load, run_broker_limit  # noqa: E402
 
 
 def use(binary):
     bench.MBGATE = Path(binary).resolve()
-
-
-def drain_once(broker, sub, sims, n):
-    conf, state = bench.agent_config(broker.port, sims, 100, 1000)
-    fill = bench.storebench(state, n, ntags=100)
-    s0 = sub.stats()
-    a = bench.Agent(conf)
-    try:
-        a.wait_connected(120)
-        bench.wait_until(lambda: sub.stats()["hist"] > s0["hist"], 60, "backlog", 0.05)
-        sub.cmd("latreset")
-        s1 = sub.stats()
-        c0 = a.cpu()
-        end = time.monotonic() + bench.DRAIN_TIMEOUT
-        while time.monotonic() < end:
-            time.sleep(0.5)
-            if sub.stats()["hist"] - s0["hist"] >= n:
-                break
-        s2 = sub.stats()
-        c1 = a.cpu()
-        lat = sub.cmd("lat")
-    finally:
-        a.stop()
-    shutil.rmtree(state, ignore_errors=True)
-    sub.quiesce()
-    dt = max(1e-6, s2["last_hist_t"] - s1["t"])
-    msgs = s2["msgs"] - s1["msgs"]
-    return {"rate": (s2["hist"] - s1["hist"]) / dt, "p99": lat["p99"], "p50": lat["p50"],
-            "cpu_per_M": (c1 - c0) / bench.CLK / max(1, msgs) * 1e6, "insert": fill["rate"],
-            "complete": s2["hist"] - s0["hist"] >= n}
 
 
 def main():
@@ -80,11 +47,9 @@ def main():
             for i in range(args.reps):
                 for k, b in bins.items():
                     use(b)
-                    r = drain_once(broker, sub, sims, args.drain)
+                    r = bench.drain_once(broker, sub, sims, args.layout, args.drain)
+                    r["p99"] = r["lat_p99_ms"]
                     res.setdefault(("drain", k), []).append(r)
-                    print(f"drain {k}: {r['rate']:.0f}/s live p50 {r['p50']:.1f} p99 {r['p99']:.1f} ms "
-                          f"cpu {r['cpu_per_M']:.1f} s/M {'complete' if r['complete'] else 'INCOMPLETE'} "
-                          f"load {bench.loadavg()[0]}", flush=True)
         for rate in args.rate or []:
             if args.ladder:
                 for i in range(args.reps):
@@ -115,7 +80,7 @@ def main():
         PROCS.stop_all()
     print("\nmedians (load now: %s)" % bench.uptime())
     for (rate, k), rs in sorted(res.items(), key=lambda x: (str(x[0][0]), x[0][1])):
-        keys = [x for x in ("rate", "cpu_per_M", "main_per_M", "pending_slope", "p99", "insert") if x in rs[0]]
+        keys = [x for x in ("rate", "cpu_per_M", "main_per_M", "pending_slope", "p99", "insert_rate") if x in rs[0]]
         line = ", ".join(f"{x} {statistics.median(r[x] for r in rs):.1f}" for x in keys)
         sus = sum(r.get("sustained", True) for r in rs)
         print(f"  {rate} {k} ({bins.get(k, 'pubbench')}): {line}; sustained {sus}/{len(rs)}")
