@@ -241,16 +241,23 @@ static void run_setpoint(agent *a, cmd_origin *o, const char *dev, const char *t
     for (char *p = shown; *p; p++)
         if ((unsigned char)*p < 0x20)
             *p = '?';
-    sp_code code = setpoint_parse(payload ? payload : "", len, &cmd, c->detail, sizeof c->detail);
+    char why[sizeof c->detail];
+    sp_code parsed = setpoint_parse(payload ? payload : "", len, &cmd, why, sizeof why);
     if (!*o->id)
         snprintf(o->id, sizeof o->id, "%s", cmd.id);
-    if (code == SP_OK)
+    if (parsed == SP_OK)
         command_text(&cmd, shown, sizeof shown);
-    if (code == SP_OK) {
-        sp_policy pol = { a->cfg->setpoints.enabled, a->cfg->setpoints.accept_retained,
-                          a->cfg->setpoints.max_age_s, retained, now_ms() };
-        code = setpoint_check(t, &pol, &cmd, c->detail, sizeof c->detail);
+    sp_policy pol = { a->cfg->setpoints.enabled, a->cfg->setpoints.accept_retained,
+                      a->cfg->setpoints.max_age_s, retained, now_ms() };
+    /* the id is parsed first so that every refusal carries it, but a bad
+     * payload is judged after disabled/unknown_tag/not_writable/retained */
+    sp_code code = setpoint_gate(t, &pol, c->detail, sizeof c->detail);
+    if (code == SP_OK && parsed != SP_OK) {
+        code = parsed;
+        snprintf(c->detail, sizeof c->detail, "%s", why);
     }
+    if (code == SP_OK)
+        code = setpoint_check(t, &pol, &cmd, c->detail, sizeof c->detail);
     if (code == SP_OK && !setpoint_rate_ok(bucket_for(a, d, t), a->cfg->setpoints.max_rate, mono_ms())) {
         code = SP_RATE_LIMITED;
         snprintf(c->detail, sizeof c->detail, "more than %u commands per second", a->cfg->setpoints.max_rate);
@@ -436,9 +443,13 @@ static json_t *hook_submit(void *ctx, int client, const char *op, const json_t *
     agent *a = ctx;
     const char *dn = json_string_value(json_object_get(req, "device"));
     const cfg_device *d = dn ? config_device(a->cfg, dn) : NULL;
-    if (!d)
-        return json_pack("{s:b,s:s,s:s}", "ok", 0, "error", "unknown_device",
-                         "detail", dn ? dn : "no device given");
+    if (!d) {
+        /* the MQTT path's code for it too: P/D/T/set of an unknown D is unknown_tag */
+        char why[CFG_NAME_MAX + 32] = "no device given";
+        if (dn)
+            snprintf(why, sizeof why, "unknown device %.*s", CFG_NAME_MAX, dn);
+        return reply_error(SP_UNKNOWN_TAG, why);
+    }
     bus_cmd *c = calloc(1, sizeof *c);
     cmd_origin *o = new_origin(client);
     if (!c || !o) {

@@ -234,6 +234,15 @@ static const char *short_error(const char *msg)
     return e && e[1] ? e + 2 : msg;
 }
 
+/* The error of a bad-quality sample: "timeout" when the device did not
+ * answer (SPEC §4), else the short text; the log, P/D/status and the
+ * status command keep the detail ("timeout after 1000 ms"). */
+static const char *tag_error(const char *msg)
+{
+    const char *e = short_error(msg);
+    return strncmp(e, "timeout", 7) == 0 ? "timeout" : e;
+}
+
 /* A device went down: each of its tags publishes one bad-quality sample. */
 static void mark_all_bad(mblink *l, device *d, const char *msg)
 {
@@ -248,7 +257,7 @@ static void mark_all_bad(mblink *l, device *d, const char *msg)
         s->bad_sent = true;
         s->published = false;
         *tail = sample_new(d->cfg->name, d->cfg->tags[i].name, ts, false,
-                           (uint8_t)d->cfg->tags[i].type, NULL, short_error(msg));
+                           (uint8_t)d->cfg->tags[i].type, NULL, tag_error(msg));
         if (*tail)
             tail = &(*tail)->next;
     }
@@ -703,14 +712,14 @@ static void poll_group(mblink *l, device *d, group *g)
     pthread_mutex_unlock(&l->lock);
     if (failed != IO_OK && ts) {
         /* what the PLC answered before it failed is as good as any sample */
-        emit_samples(l, group_samples(l, d, g, ok, short_error(msg), ts));
+        emit_samples(l, group_samples(l, d, g, ok, tag_error(msg), ts));
     }
     if (failed == IO_TIMEOUT) {
         device_failed(l, d, msg, mono_ms());
     } else if (failed == IO_OK) {
         d->backoff_ms = 0;
         emit_state(l, d, true, NULL);
-        emit_samples(l, group_samples(l, d, g, ok, *msg ? short_error(msg) : NULL, ts));
+        emit_samples(l, group_samples(l, d, g, ok, *msg ? tag_error(msg) : NULL, ts));
     }
     free(ok);
 }

@@ -387,13 +387,10 @@ static sp_code to_raw(const cfg_tag *tag, sp_command *cmd, char *detail, size_t 
     return to_raw_number(tag, cmd, detail, dlen);
 }
 
-sp_code setpoint_check(const cfg_tag *tag, const sp_policy *policy,
-                       sp_command *cmd, char *detail, size_t dlen)
+sp_code setpoint_gate(const cfg_tag *tag, const sp_policy *policy, char *detail, size_t dlen)
 {
-    cmd->raw.kind = CV_NONE;
     if (detail && dlen)
         detail[0] = '\0';
-
     if (!policy->enabled)
         return fail(SP_DISABLED, detail, dlen, "setpoints are disabled (setpoints.enabled)");
     if (!tag)
@@ -403,7 +400,16 @@ sp_code setpoint_check(const cfg_tag *tag, const sp_policy *policy,
     if (policy->retained && !policy->accept_retained)
         return fail(SP_RETAINED, detail, dlen,
                     "retained command refused (setpoints.accept_retained is false)");
-    sp_code rc = check_stale(policy, cmd, detail, dlen);
+    return SP_OK;
+}
+
+sp_code setpoint_check(const cfg_tag *tag, const sp_policy *policy,
+                       sp_command *cmd, char *detail, size_t dlen)
+{
+    cmd->raw.kind = CV_NONE;
+    sp_code rc = setpoint_gate(tag, policy, detail, dlen);
+    if (rc == SP_OK)
+        rc = check_stale(policy, cmd, detail, dlen);
     if (rc == SP_OK)
         rc = check_type(tag, cmd, detail, dlen);
     if (rc == SP_OK && tag->type != CT_BOOL && tag->type != CT_STRING)

@@ -57,8 +57,14 @@ typedef struct {
     int64_t now_ms;        /* wall clock, ms since the epoch */
 } sp_policy;
 
+/* The checks that do not look at the payload, in this order: disabled,
+ * unknown_tag (tag NULL), not_writable, retained. They come before the
+ * payload's own (bad_payload): garbage sent to a read-only tag is
+ * not_writable. */
+sp_code setpoint_gate(const cfg_tag *tag, const sp_policy *policy, char *detail, size_t dlen);
+
 /* Check a parsed command for tag (NULL: unknown_tag) under policy, in the
- * order: disabled, unknown_tag, not_writable, retained, stale, bad_type,
+ * order: setpoint_gate's, then stale, bad_type,
  * out_of_range (min/max, engineering units), not_representable (raw type
  * after inverse scaling). On SP_OK cmd->raw holds the raw value. Details
  * read like "1600 > max 1500". Rate limiting is separate. */

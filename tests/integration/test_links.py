@@ -414,6 +414,9 @@ def test_black_hole_plc_is_detected_and_reconnected(tmp_path, broker, collector,
     assert d2.time + lag - t_conn <= 2 * (retries + 1) * timeout + 0.5, d2.time + lag - t_conn
     for d in (d1, d2):
         assert "timeout" in json.loads(d.payload)["error"], d.payload
+    # the tag's bad sample names the kind of failure (SPEC §4), the detail is above
+    bad = collector.wait_message(f"{PREFIX}/bh1/{COUNTER['name']}", lambda d: d.get("q") == "bad", 5)
+    assert bad == {"v": None, "ts": bad["ts"], "q": "bad", "error": "timeout"}, bad
 
     # nobody answers on the connection: it is dropped and reopened (half-open
     # detection), with backoff, and the devices stay down without flapping

@@ -557,6 +557,10 @@ def test_validation_errors_from_mqtt_and_nothing_written(
     R("plc1", "ro", {"v": 1}, "not_writable")
     R("plc1", "door", {"v": True}, "not_writable")
 
+    # what the topic says is judged before the payload
+    R("plc1", "nosuch", b"{not json", "unknown_tag")
+    R("plc1", "ro", b"", "not_writable")
+
     R("plc1", "sp", b"{not json", "bad_payload")
     R("plc1", "sp", b"", "bad_payload")
     R("plc1", "sp", b"[1,2]", "bad_payload")

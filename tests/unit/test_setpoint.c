@@ -147,6 +147,28 @@ static void test_not_writable(void **state)
     assert_non_null(strstr(d, "t_uint16"));
 }
 
+/* The gate alone: what the agent asks before it looks at a bad payload. */
+static void test_gate_without_payload(void **state)
+{
+    (void)state;
+    cfg_tag tag = make_tag(CT_UINT16), ro = make_tag(CT_UINT16);
+    ro.writable = false;
+    sp_policy p = make_policy();
+    char d[256] = "left over";
+    assert_int_equal(setpoint_gate(&tag, &p, d, sizeof d), SP_OK);
+    assert_string_equal(d, "");
+    p.retained = true;
+    assert_int_equal(setpoint_gate(&tag, &p, d, sizeof d), SP_RETAINED);
+    assert_int_equal(setpoint_gate(&ro, &p, d, sizeof d), SP_NOT_WRITABLE);
+    assert_int_equal(setpoint_gate(NULL, &p, d, sizeof d), SP_UNKNOWN_TAG);
+    p.enabled = false;
+    assert_int_equal(setpoint_gate(NULL, &p, d, sizeof d), SP_DISABLED);
+    p = make_policy();
+    p.retained = true;
+    p.accept_retained = true;
+    assert_int_equal(setpoint_gate(&tag, &p, NULL, 0), SP_OK);
+}
+
 static void test_retained(void **state)
 {
     (void)state;
@@ -1017,6 +1039,7 @@ int main(void)
         cmocka_unit_test(test_unknown_tag),
         cmocka_unit_test(test_not_writable),
         cmocka_unit_test(test_retained),
+        cmocka_unit_test(test_gate_without_payload),
         cmocka_unit_test(test_stale),
         cmocka_unit_test(test_stale_off),
         cmocka_unit_test(test_stale_before_bad_type),
