@@ -34,6 +34,11 @@ typedef struct {
     char error[160];
 } dev_state;
 
+typedef struct {
+    sp_bucket bucket; /* setpoints.max_rate */
+    bool live_sent;   /* mqtt.retain: a live sample of this topic went out this session */
+} tag_state;
+
 /* Where a command came from, so its result goes back there. */
 typedef struct {
     char topic[CFG_TEXT_MAX * 2];   /* P/D/T/set/result */
@@ -59,7 +64,7 @@ typedef struct agent {
     control *ctl;
     sparkplug *sp;                  /* NULL in the JSON format */
     dev_state *states;
-    sp_bucket **buckets;            /* [device][tag] */
+    tag_state **tags;               /* [device][tag], [device][ntags]: the device topic */
     int sigfd;
     bool stopping;
     int64_t started_mono;
@@ -190,7 +195,7 @@ static void free_origin(cmd_origin *o)
 
 static sp_bucket *bucket_for(agent *a, const cfg_device *d, const cfg_tag *t)
 {
-    return &a->buckets[d - a->cfg->devices][t - d->tags];
+    return &a->tags[d - a->cfg->devices][t - d->tags].bucket;
 }
 
 /* Split "P/D/T/set" into device and tag; -1 if it is not ours. */
@@ -541,6 +546,25 @@ static void handle_events(agent *a)
     outbox_add(a->ob, batch);
 }
 
+/* mqtt.retain: the broker keeps the last message of a topic. Every live
+ * sample is newer than the whole backlog, so a backlog sample is retained
+ * only while no live sample of its topic went out in this session:
+ * otherwise an older value would replace the newest one at the broker. */
+static bool retain_sample(agent *a, const sample *s)
+{
+    if (!a->base->mqtt.retain)
+        return false;
+    const cfg_device *d = config_device(a->cfg, s->dev);
+    const cfg_tag *t = d && *s->tag ? config_tag(d, s->tag) : NULL;
+    if (!d || (*s->tag && !t))
+        return !s->hist; /* gone in a reload: no state kept */
+    tag_state *ts = &a->tags[d - a->cfg->devices][t ? (size_t)(t - d->tags) : d->ntags];
+    if (s->hist)
+        return !ts->live_sent;
+    ts->live_sent = true;
+    return true;
+}
+
 static void publish_pending(agent *a)
 {
     static char topic[CFG_TEXT_MAX * 3], body[MSG_MAX];
@@ -554,7 +578,7 @@ static void publish_pending(agent *a)
             }
         } else if ((len = payload_sample(s, body, sizeof body)) < 0 ||
                    payload_topic(a->base->mqtt.topic_prefix, s, topic, sizeof topic) < 0 ||
-                   mqtt_publish(a->mq, topic, body, len, a->base->mqtt.qos, a->base->mqtt.retain,
+                   mqtt_publish(a->mq, topic, body, len, a->base->mqtt.qos, retain_sample(a, s),
                                 NULL, &mid) < 0) {
             outbox_failed(a->ob, s);
             return;
@@ -581,6 +605,9 @@ static void on_connected(void *ctx)
     /* subscribed even when disabled, so that commands are answered "disabled" */
     snprintf(sub, sizeof sub, "%s/+/+/set", a->base->mqtt.topic_prefix);
     mqtt_subscribe(a->mq, sub, 1);
+    for (size_t i = 0; i < a->cfg->ndevices; i++)
+        for (size_t j = 0; j <= a->cfg->devices[i].ntags; j++)
+            a->tags[i][j].live_sent = false;
     outbox_connected(a->ob, true);
     a->next_status = mono_ms() + (int64_t)a->base->status.publish_interval_s * 1000;
 }
@@ -618,12 +645,12 @@ static void on_refused(void *ctx, int mid) { outbox_refused(((agent *)ctx)->ob, 
 static int alloc_device_state(agent *a)
 {
     a->states = calloc(a->cfg->ndevices + 1, sizeof *a->states);
-    a->buckets = calloc(a->cfg->ndevices + 1, sizeof *a->buckets);
-    if (!a->states || !a->buckets)
+    a->tags = calloc(a->cfg->ndevices + 1, sizeof *a->tags);
+    if (!a->states || !a->tags)
         return -1;
     for (size_t i = 0; i < a->cfg->ndevices; i++) {
-        a->buckets[i] = calloc(a->cfg->devices[i].ntags + 1, sizeof **a->buckets);
-        if (!a->buckets[i])
+        a->tags[i] = calloc(a->cfg->devices[i].ntags + 1, sizeof **a->tags);
+        if (!a->tags[i])
             return -1;
     }
     return 0;
@@ -631,12 +658,12 @@ static int alloc_device_state(agent *a)
 
 static void free_device_state(agent *a)
 {
-    if (a->buckets)
+    if (a->tags)
         for (size_t i = 0; i < a->cfg->ndevices; i++)
-            free(a->buckets[i]);
-    free(a->buckets);
+            free(a->tags[i]);
+    free(a->tags);
     free(a->states);
-    a->buckets = NULL;
+    a->tags = NULL;
     a->states = NULL;
 }
 

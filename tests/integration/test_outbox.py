@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import (SLOW, PREFIX, free_port, tcp_device, wait_for, write_config)
+from conftest import (SLOW, PREFIX, fetch_retained, free_port, tcp_device, wait_for, write_config)
 
 
 class TcpProxy:
@@ -176,6 +176,49 @@ def test_broker_outage_loses_nothing_and_live_first(tmp_path, broker, make_colle
         hv = [x for x, h, _ in v if h]
         assert hv == sorted(hv), f"{tag}: backlog out of order"
     assert t_up - t_down >= 20
+    agent.stop()
+
+
+def test_retained_value_is_the_newest_after_a_drain(tmp_path, broker, make_collector,
+                                                    make_plc, make_agent):
+    """mqtt.retain = true after an outage: what the broker retains per topic
+    (what a SCADA reads on connect) is the newest value. Tag a changes again
+    after the reconnect: its live value goes first and the older backlog,
+    drained after it, must not replace it. Tag b does not change after the
+    reconnect (deadband: no live sample): its newest value is in the
+    backlog, which must then be retained."""
+    plc = make_plc(init={"holding": {"0": 10, "1": 50}})
+    proxy = TcpProxy(broker.port)
+    tags = [{"name": n, "table": "holding", "address": k, "type": "uint16", "deadband": 0}
+            for k, n in enumerate("ab")]
+    conf = write_config(tmp_path, [tcp_device("plc1", plc.port, tags, poll_ms=100)],
+                        broker_port=proxy.port, mqtt={"retain": True},
+                        buffer={"replay_rate": 2})
+    col = make_collector(f"{PREFIX}/plc1/+")
+    agent = make_agent(conf).start()
+    wait_for(lambda: len(values_by_tag(col)) == 2, 20, "both tags to publish")
+    proxy.down()
+    agent.wait_log(r"mqtt: .*connection.* lost", 10)
+    for v in range(20, 26):            # a: 6 backlog samples, drained at 2/s
+        plc.set("holding", 0, [v])
+        time.sleep(0.25)
+    plc.set("holding", 1, [99])        # b: newest value only in the backlog
+    time.sleep(0.5)
+    mark = col.mark()
+    proxy.up()
+    wait_for(lambda: values_by_tag(col, mark).get("a"), 20 * SLOW, "the reconnect")
+    plc.set("holding", 0, [30])        # a: live, ahead of most of its backlog
+    wait_for(lambda: [x for x, h, _ in values_by_tag(col, mark).get("a", []) if h][-1:] == [25]
+             and [x for x, h, _ in values_by_tag(col, mark).get("b", []) if h][-1:] == [99],
+             30 * SLOW, "the backlog to drain")
+    after = values_by_tag(col, mark)
+    assert (30, False) in [(x, h) for x, h, _ in after["a"]], after["a"]
+    assert after["a"][-1][1], f"a: the backlog did not finish after the live value: {after['a']}"
+    for tag, newest in (("a", 30), ("b", 99)):
+        m = fetch_retained(broker.port, f"{PREFIX}/plc1/{tag}")
+        assert m is not None, f"{tag}: nothing retained"
+        d = json.loads(m.payload)
+        assert d["v"] == newest, f"{tag}: the broker retains {d}, the newest value is {newest}"
     agent.stop()
 
 
