@@ -63,19 +63,35 @@ out:
     return nreq < 0 ? 0 : nreq;
 }
 
+/* Groups are (table, poll_ms); the total is split by poll rate when tags
+ * poll at different rates, since "per cycle" then differs per rate. */
 static void print_plan(const cfg_device *d, FILE *out)
 {
-    int total = 0;
+    int total = 0, *per_rate = calloc(d->ntags + 1, sizeof *per_rate);
+    size_t nrates = 0;
     fprintf(out, "  read plan:\n");
     for (size_t i = 0; i < d->ntags; i++) {
         const cfg_tag *t = &d->tags[i];
         bool seen = false;
         for (size_t j = 0; j < i && !seen; j++)
             seen = d->tags[j].table == t->table && d->tags[j].poll_ms == t->poll_ms;
-        if (!seen)
-            total += print_group(d, t->table, t->poll_ms, out);
+        if (seen)
+            continue;
+        int n = print_group(d, t->table, t->poll_ms, out);
+        total += n;
+        size_t r = 0;
+        while (d->tags[r].poll_ms != t->poll_ms)
+            r++; /* the first tag of this rate holds its count */
+        if (per_rate)
+            per_rate[r] += n;
+        nrates += r == i;
     }
-    fprintf(out, "  %d request%s per device cycle\n", total, total == 1 ? "" : "s");
+    fprintf(out, "  %d request%s per device cycle", total, total == 1 ? "" : "s");
+    for (size_t i = 0, k = 0; per_rate && nrates > 1 && i < d->ntags; i++)
+        if (per_rate[i])
+            fprintf(out, "%s%d every %u ms", k++ ? ", " : ": ", per_rate[i], d->tags[i].poll_ms);
+    fprintf(out, "\n");
+    free(per_rate);
 }
 
 static int warn_readable(const char *what, const char *path, FILE *err)

@@ -207,6 +207,16 @@ def test_check_prints_devices_tags_and_plan(mbgate_bin, tmp_path):
     for ref in ("40101", "40105", "00001", "10006", "30011"):
         assert ref in out, f"Modicon reference {ref} missing:\n{out}"
     assert re.search(r"plan|request", out, re.I), f"no read plan in:\n{out}"
+    # temp+sp in one FC03, run, door, flow: 4 requests per 100-ms cycle
+    assert re.search(r"^\s*4 requests per device cycle$", out, re.M), out
+
+    # tags at other rates: the total is split by rate
+    tags[4]["poll_ms"] = 10000
+    conf = write_config(tmp_path, [tcp_device("plc1", 1502, tags)], 1883, filename="rates.conf")
+    r = run_cli(mbgate_bin, "check", "-c", conf)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^\s*4 requests per device cycle: 3 every 100 ms, 1 every 10000 ms$",
+                     r.stdout, re.M), r.stdout
 
 
 GOOD_TAG = '{ name = "ok1"; table = "holding"; address = 1; type = "uint16"; }'
