@@ -351,11 +351,15 @@ static void command_done(agent *a, bus_cmd *c)
 
 /* ---- control socket hooks ----------------------------------------------- */
 
-/* Undeliverable samples piling up: the broker is away and more is pending
- * now than GROW_WINDOW_S seconds ago. */
+/* Sparkplug with a primary host: connected, but the host is offline. */
+static bool host_offline(const agent *a) { return a->sp && sparkplug_host_offline(a->sp); }
+
+/* Undeliverable samples piling up: nothing goes out (the broker or the
+ * primary host is away) and more is pending now than GROW_WINDOW_S
+ * seconds ago. */
 static bool backlog_growing(const agent *a, const outbox_stats *os, const mqtt_stats *ms)
 {
-    if (ms->connected || os->pending == 0 || a->pending_pos < GROW_WINDOW_S)
+    if ((ms->connected && !host_offline(a)) || os->pending == 0 || a->pending_pos < GROW_WINDOW_S)
         return false;
     return os->pending > a->pending_hist[a->pending_pos % GROW_WINDOW_S];
 }
@@ -375,6 +379,9 @@ static json_t *health(agent *a, const outbox_stats *os, const mqtt_stats *ms)
         }
     if (!ms->connected) {
         json_array_append_new(reasons, json_string("broker disconnected"));
+        code = code < 1 ? 1 : code;
+    } else if (host_offline(a)) {
+        json_array_append_new(reasons, json_string("primary host offline: data held"));
         code = code < 1 ? 1 : code;
     }
     if (backlog_growing(a, os, ms)) {

@@ -132,6 +132,8 @@ static const char *device_topic(sparkplug *sp, const char *type, const char *dev
 
 static bool is_ready(const sparkplug *sp) { return sp->connected && sp->host_online && sp->born; }
 
+bool sparkplug_host_offline(const sparkplug *sp) { return sp->connected && !sp->host_online; }
+
 /* Encode and publish at QoS 0, unretained, with the next seq; -1 when not
  * sent (then the seq is not used up, so the sequence stays gapless), -2
  * when it cannot be encoded (retrying would not help). */

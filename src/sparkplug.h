@@ -62,6 +62,9 @@ int sparkplug_publish(sparkplug *sp, const sample *s, int *mid);
 void sparkplug_message(sparkplug *sp, const struct mosquitto_message *m,
                        sparkplug_write_fn write, void *ctx);
 
+/* Connected, but holding data because the primary host is offline. */
+bool sparkplug_host_offline(const sparkplug *sp);
+
 /* Clean shutdown: NDEATH before the disconnect. */
 void sparkplug_shutdown(sparkplug *sp);
 

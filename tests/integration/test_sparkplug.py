@@ -22,7 +22,7 @@ from pathlib import Path
 import paho.mqtt.publish as mqtt_publish
 import pytest
 
-from conftest import (control_socket, encode, encode_string, free_port, now_ms, run_cli,
+from conftest import (agent_status, control_socket, encode, encode_string, free_port, now_ms, run_cli,
                       tcp_device, wait_for, write_config)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -635,7 +635,7 @@ def state(online, ts):
 
 
 def test_primary_host_state_holds_data_and_replays_historical(pb, broker, make_collector, make_plc,
-                                                              make_agent, tmp_path):
+                                                              make_agent, tmp_path, mbgate_bin):
     col = make_collector("spBv1.0/#")
     host_topic = "spBv1.0/STATE/scada"
     t1 = now_ms() - 60000
@@ -651,6 +651,8 @@ def test_primary_host_state_holds_data_and_replays_historical(pb, broker, make_c
         plc.set("holding", 0, v)
         time.sleep(0.35)
     assert decoded(pb, col, 0, SEQ_TYPES) == [], "published while the primary host is offline"
+    health = agent_status(mbgate_bin, conf)["health"]
+    assert health["code"] == 1 and "primary host offline: data held" in health["reasons"], health
 
     # online: NBIRTH, DBIRTH, then the held samples as historical
     mark = col.mark()
@@ -664,6 +666,7 @@ def test_primary_host_state_holds_data_and_replays_historical(pb, broker, make_c
     amap = alias_map(pb, msgs_at(pb, col, db).p)
     birth_vals = {m.name: value(pb, m, m.datatype) for m in msgs_at(pb, col, db).p.metrics}
     assert birth_vals == {"v": 3, "w": 9}, birth_vals
+    assert agent_status(mbgate_bin, conf)["health"]["reasons"] == []
 
     def hist_v():
         return [x for n, x, h, _ in ddata_values(pb, decoded(pb, col, nb), "plc1", amap)
