@@ -193,9 +193,14 @@ static void free_origin(cmd_origin *o)
     }
 }
 
-static sp_bucket *bucket_for(agent *a, const cfg_device *d, const cfg_tag *t)
+/* setpoints.max_rate, per tag, whoever asks (MQTT, Sparkplug, mbgate write). */
+static bool rate_ok(agent *a, const cfg_device *d, const cfg_tag *t, char *detail, size_t dlen)
 {
-    return &a->tags[d - a->cfg->devices][t - d->tags].bucket;
+    if (setpoint_rate_ok(&a->tags[d - a->cfg->devices][t - d->tags].bucket,
+                         a->cfg->setpoints.max_rate, mono_ms()))
+        return true;
+    snprintf(detail, dlen, "more than %u commands per second", a->cfg->setpoints.max_rate);
+    return false;
 }
 
 /* Split "P/D/T/set" into device and tag; -1 if it is not ours. */
@@ -263,10 +268,8 @@ static void run_setpoint(agent *a, cmd_origin *o, const char *dev, const char *t
     }
     if (code == SP_OK)
         code = setpoint_check(t, &pol, &cmd, c->detail, sizeof c->detail);
-    if (code == SP_OK && !setpoint_rate_ok(bucket_for(a, d, t), a->cfg->setpoints.max_rate, mono_ms())) {
+    if (code == SP_OK && !rate_ok(a, d, t, c->detail, sizeof c->detail))
         code = SP_RATE_LIMITED;
-        snprintf(c->detail, sizeof c->detail, "more than %u commands per second", a->cfg->setpoints.max_rate);
-    }
     if (code != SP_OK) {
         c->code = code;
         audit(a, c, dev, tag, shown, o->id, 0);
@@ -500,6 +503,8 @@ static json_t *hook_submit(void *ctx, int client, const char *op, const json_t *
                 sp_policy pol = { a->cfg->setpoints.enabled, true, 0, false, now_ms() };
                 code = setpoint_check(c->tag, &pol, &cmd, c->detail, sizeof c->detail);
             }
+            if (code == SP_OK && !rate_ok(a, d, c->tag, c->detail, sizeof c->detail))
+                code = SP_RATE_LIMITED;
             if (code != SP_OK) {
                 c->code = code;
                 audit(a, c, d->name, tn, text ? text : "?", "mbgate write", 0);

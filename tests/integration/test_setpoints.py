@@ -666,7 +666,8 @@ def test_retained_publish_while_agent_runs_refused_mqtt5(
         rig.cmd.send("plc1", "sp", b"", retain=True)
 
 
-def test_rate_limited(tmp_path, broker, make_collector, make_commander, make_agent, make_plc):
+def test_rate_limited(tmp_path, broker, make_collector, make_commander, make_agent, make_plc,
+                      mbgate_bin):
     plc = make_plc()
     other = {"name": "sp2", "table": "holding", "address": 201, "type": "uint16",
              "writable": True}
@@ -694,6 +695,12 @@ def test_rate_limited(tmp_path, broker, make_collector, make_commander, make_age
     time.sleep(0.6)
     rig.ok("plc1", "sp", 200)
     assert plc.get("holding", 200) == [200]
+    # mbgate write takes from the same bucket
+    time.sleep(1.1)
+    runs = [cli_write(mbgate_bin, rig.conf, "plc1", "sp2", str(v)) for v in range(7, 15)]
+    codes = [r.returncode for r in runs]
+    assert codes[:2] == [0, 0] and 1 in codes, codes
+    assert "rate_limited" in runs[codes.index(1)].stderr, runs[codes.index(1)].stderr
 
 
 def test_answered_at_once_while_the_window_is_full(
