@@ -138,16 +138,19 @@ static sp_code parse_id(const json_t *id, sp_command *cmd, char *detail, size_t 
     return SP_OK;
 }
 
+/* ms since the epoch: an integer as SPEC shows it, or a real such as
+ * Python's time.time() * 1000 (its fraction of a millisecond is dropped). */
 static sp_code parse_ts(const json_t *ts, sp_command *cmd, char *detail, size_t dlen)
 {
-    if (!json_is_integer(ts))
+    if (!json_is_number(ts))
         return fail(SP_BAD_PAYLOAD, detail, dlen,
-                    "\"ts\" must be an integer (ms since the epoch), got %s",
-                    json_kind_name(ts));
-    if (json_integer_value(ts) < 0)
+                    "\"ts\" must be a number (ms since the epoch), got %s", json_kind_name(ts));
+    if (json_number_value(ts) < 0)
         return fail(SP_BAD_PAYLOAD, detail, dlen, "\"ts\" must not be negative");
+    if (json_is_real(ts) && json_real_value(ts) >= 9.2e18)
+        return fail(SP_BAD_PAYLOAD, detail, dlen, "\"ts\" is out of range");
     cmd->has_ts = true;
-    cmd->ts = json_integer_value(ts);
+    cmd->ts = json_is_integer(ts) ? json_integer_value(ts) : (int64_t)json_real_value(ts);
     return SP_OK;
 }
 

@@ -339,11 +339,29 @@ static void test_bad_payload_members(void **state)
     expect_bad_s("{\"v\":1,\"V\":2}", "unknown member \"V\"");
     expect_bad_s("{\"v\":1,\"id\":5}", "\"id\" must be a string");
     expect_bad_s("{\"v\":1,\"id\":null}", "\"id\" must be a string");
-    expect_bad_s("{\"v\":1,\"ts\":\"1795743898123\"}", "\"ts\" must be an integer");
-    expect_bad_s("{\"v\":1,\"ts\":1795743898123.5}", "\"ts\" must be an integer");
-    expect_bad_s("{\"v\":1,\"ts\":1.7e12}", "\"ts\" must be an integer");
+    expect_bad_s("{\"v\":1,\"ts\":\"1795743898123\"}", "\"ts\" must be a number");
     expect_bad_s("{\"v\":1,\"ts\":-1}", "\"ts\" must not be negative");
-    expect_bad_s("{\"v\":1,\"ts\":true}", "\"ts\" must be an integer");
+    expect_bad_s("{\"v\":1,\"ts\":-0.5}", "\"ts\" must not be negative");
+    expect_bad_s("{\"v\":1,\"ts\":1e19}", "\"ts\" is out of range");
+    expect_bad_s("{\"v\":1,\"ts\":true}", "\"ts\" must be a number");
+}
+
+/* A real "ts" (Python's time.time() * 1000) counts to the millisecond. */
+static void test_ts_real(void **state)
+{
+    (void)state;
+    sp_command cmd;
+    char d[256];
+    assert_int_equal(parse_s("{\"v\":1,\"ts\":1795743898123.9}", &cmd, d, sizeof d), SP_OK);
+    assert_true(cmd.has_ts);
+    assert_int_equal(cmd.ts, 1795743898123LL);
+    assert_int_equal(parse_s("{\"v\":1,\"ts\":1.7e12}", &cmd, d, sizeof d), SP_OK);
+    assert_int_equal(cmd.ts, 1700000000000LL);
+    cfg_tag tag = make_tag(CT_UINT16);
+    sp_policy p = make_policy();
+    char old[64];
+    snprintf(old, sizeof old, "{\"v\":1,\"ts\":%lld.5}", NOW - 31000LL);
+    assert_int_equal(run_policy(&tag, &p, old, &cmd, d, sizeof d), SP_STALE);
 }
 
 static void test_bad_payload_id_length(void **state)
@@ -1049,6 +1067,7 @@ int main(void)
         cmocka_unit_test(test_bad_payload_utf8),
         cmocka_unit_test(test_bad_payload_values),
         cmocka_unit_test(test_bad_payload_members),
+        cmocka_unit_test(test_ts_real),
         cmocka_unit_test(test_bad_payload_id_length),
         cmocka_unit_test(test_bad_payload_non_finite),
         cmocka_unit_test(test_integers_beyond_int64),
