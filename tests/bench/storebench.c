@@ -29,6 +29,32 @@ static double mono_s(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* Sample k of the tag layout: devices dNN / tags tNNNN in turn, values
+ * counting up once per round like uint16 counter tags. */
+static sample *tag_sample(long k, int ndev, int ntags, int64_t ts)
+{
+    long total = (long)ndev * ntags;
+    char dev[32], tag[32], val[32];
+    snprintf(dev, sizeof dev, "d%02ld", (k % total) / ntags + 1);
+    snprintf(tag, sizeof tag, "t%04ld", k % ntags + 1);
+    snprintf(val, sizeof val, "%ld", (k / total + 1) & 0xffff);
+    return sample_new(dev, tag, ts, true, 4, val, NULL);
+}
+
+/* Sample k of the device layout: device k % ndev, one cycle of ntags values
+ * built in obj. */
+static sample *device_sample(long k, int ndev, int ntags, int64_t ts, char *obj)
+{
+    char dev[32];
+    size_t len = 0;
+    for (int t = 0; t < ntags; t++)
+        len += (size_t)sprintf(obj + len, "%s\"t%04d\":%ld", t ? "," : "{", t + 1,
+                               (k / ndev + 1) & 0xffff);
+    strcpy(obj + len, "}");
+    snprintf(dev, sizeof dev, "d%02ld", k % ndev + 1);
+    return sample_new(dev, "", ts, true, 0, obj, NULL);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL;
@@ -58,64 +84,34 @@ int main(int argc, char **argv)
         fprintf(stderr, "storebench: %s\n", err);
         return 1;
     }
-    long total = (long)ndev * ntags;
     int64_t t_first = now_ms() - age_ms;
+    /* device layout: {"t0001":N,...}, 16 bytes per value at most */
+    char *obj = devlayout ? malloc((size_t)ntags * 16 + 2) : NULL;
+    if (devlayout && !obj)
+        return 1;
     double t0 = mono_s();
-    char dev[32], tag[32], val[32];
-    long done = 0;
-    if (devlayout) {
-        /* {"t0001":N,...}: 16 bytes per value at most */
-        char *obj = malloc((size_t)ntags * 16 + 2);
-        if (!obj)
-            return 1;
-        long row = 0;
-        while (done < n) {
-            sample *head = NULL, **tail = &head;
-            for (long i = 0; i < batch && done < n; i++, row++, done += ntags) {
-                size_t len = 0;
-                long cycle = row / ndev + 1;
-                for (int t = 0; t < ntags; t++)
-                    len += (size_t)sprintf(obj + len, "%s\"t%04d\":%ld", t ? "," : "{", t + 1,
-                                           cycle & 0xffff);
-                strcpy(obj + len, "}");
-                snprintf(dev, sizeof dev, "d%02ld", row % ndev + 1);
-                sample *s = sample_new(dev, "", t_first + (int64_t)((double)done / n * age_ms), 1, 0,
-                                       obj, NULL);
-                if (!s)
-                    return 1;
-                *tail = s;
-                tail = &s->next;
-            }
-            if (store_put(st, head) < 0) {
-                fprintf(stderr, "storebench: store_put failed after %ld samples\n", done);
-                return 1;
-            }
-            sample_free_list(head);
-        }
-        free(obj);
-    }
-    while (done < n) {
+    long done = 0; /* values committed */
+    for (long k = 0; done < n;) { /* k: samples made */
         sample *head = NULL, **tail = &head;
-        long k = batch < n - done ? batch : n - done;
-        for (long i = 0; i < k; i++) {
-            long idx = done + i;
-            snprintf(dev, sizeof dev, "d%02ld", (idx % total) / ntags + 1);
-            snprintf(tag, sizeof tag, "t%04ld", idx % ntags + 1);
-            snprintf(val, sizeof val, "%ld", (idx / total + 1) & 0xffff);
-            sample *s = sample_new(dev, tag, t_first + (int64_t)((double)idx / n * age_ms), 1, 4,
-                                   val, NULL);
+        long put = 0;
+        for (long i = 0; i < batch && done + put < n; i++, k++) {
+            int64_t ts = t_first + (int64_t)((double)(done + put) / n * age_ms);
+            sample *s = devlayout ? device_sample(k, ndev, ntags, ts, obj)
+                                  : tag_sample(k, ndev, ntags, ts);
             if (!s)
                 return 1;
             *tail = s;
             tail = &s->next;
+            put += devlayout ? ntags : 1;
         }
         if (store_put(st, head) < 0) {
             fprintf(stderr, "storebench: store_put failed after %ld samples\n", done);
             return 1;
         }
         sample_free_list(head);
-        done += k;
+        done += put;
     }
+    free(obj);
     double secs = mono_s() - t0;
     store_close(st);
     printf("{\"n\":%ld,\"batch\":%ld,\"secs\":%.3f,\"rate\":%.0f}\n", done, batch, secs, done / secs);
