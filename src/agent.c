@@ -35,8 +35,8 @@ typedef struct {
 } dev_state;
 
 typedef struct {
-    sp_bucket bucket; /* setpoints.max_rate */
-    bool live_sent;   /* mqtt.retain: a live sample of this topic went out this session */
+    sp_bucket bucket;  /* setpoints.max_rate */
+    int64_t retained;  /* mqtt.retain: ts of the newest sample published retained */
 } tag_state;
 
 /* Where a command came from, so its result goes back there. */
@@ -65,6 +65,7 @@ typedef struct agent {
     sparkplug *sp;                  /* NULL in the JSON format */
     dev_state *states;
     tag_state **tags;               /* [device][tag], [device][ntags]: the device topic */
+    bool pubacks;                   /* data at QoS >= 1: acks are PUBACKs worth batching */
     int sigfd;
     bool stopping;
     int64_t started_mono;
@@ -495,14 +496,15 @@ static json_t *hook_submit(void *ctx, int client, const char *op, const json_t *
             err = reply_error(SP_UNKNOWN_TAG, tn ? tn : "no tag given");
         } else if (c->op == CMD_WRITE) {
             /* the same validation as an MQTT setpoint */
-            sp_command cmd;
+            sp_command cmd = { 0 };
+            sp_policy pol = { a->cfg->setpoints.enabled, true, 0, false, now_ms() };
             char *text = json_dumps(json_object_get(req, "value"), JSON_ENCODE_ANY);
-            sp_code code = text ? setpoint_parse(text, strlen(text), &cmd, c->detail, sizeof c->detail)
-                                : SP_BAD_PAYLOAD;
-            if (code == SP_OK) {
-                sp_policy pol = { a->cfg->setpoints.enabled, true, 0, false, now_ms() };
+            sp_code code = setpoint_gate(c->tag, &pol, c->detail, sizeof c->detail);
+            if (code == SP_OK)
+                code = text ? setpoint_parse(text, strlen(text), &cmd, c->detail, sizeof c->detail)
+                            : SP_BAD_PAYLOAD;
+            if (code == SP_OK)
                 code = setpoint_check(c->tag, &pol, &cmd, c->detail, sizeof c->detail);
-            }
             if (code == SP_OK && !rate_ok(a, d, c->tag, c->detail, sizeof c->detail))
                 code = SP_RATE_LIMITED;
             if (code != SP_OK) {
@@ -558,22 +560,22 @@ static void handle_events(agent *a)
     outbox_add(a->ob, batch);
 }
 
-/* mqtt.retain: the broker keeps the last message of a topic. Every live
- * sample is newer than the whole backlog, so a backlog sample is retained
- * only while no live sample of its topic went out in this session:
- * otherwise an older value would replace the newest one at the broker. */
+/* mqtt.retain: the broker keeps the last message of a topic. After an
+ * outage live samples go first and the older backlog follows, so a sample
+ * is retained only if it is not older than the newest one retained so far:
+ * an old value never replaces a newer one at the broker. */
 static bool retain_sample(agent *a, const sample *s)
 {
     if (!a->base->mqtt.retain)
         return false;
-    const cfg_device *d = config_device(a->cfg, s->dev);
+    const cfg_device *d = a->tags ? config_device(a->cfg, s->dev) : NULL;
     const cfg_tag *t = d && *s->tag ? config_tag(d, s->tag) : NULL;
     if (!d || (*s->tag && !t))
         return !s->hist; /* gone in a reload: no state kept */
     tag_state *ts = &a->tags[d - a->cfg->devices][t ? (size_t)(t - d->tags) : d->ntags];
-    if (s->hist)
-        return !ts->live_sent;
-    ts->live_sent = true;
+    if (s->ts < ts->retained)
+        return false;
+    ts->retained = s->ts;
     return true;
 }
 
@@ -617,9 +619,6 @@ static void on_connected(void *ctx)
     /* subscribed even when disabled, so that commands are answered "disabled" */
     snprintf(sub, sizeof sub, "%s/+/+/set", a->base->mqtt.topic_prefix);
     mqtt_subscribe(a->mq, sub, 1);
-    for (size_t i = 0; i < a->cfg->ndevices; i++)
-        for (size_t j = 0; j <= a->cfg->devices[i].ntags; j++)
-            a->tags[i][j].live_sent = false;
     outbox_connected(a->ob, true);
     a->next_status = mono_ms() + (int64_t)a->base->status.publish_interval_s * 1000;
 }
@@ -712,6 +711,8 @@ static void reload(agent *a)
                      a->cfg->devices[i].name);
             publish_simple(a, topic, "", 1, true);
         }
+    /* per-tag state starts afresh: the new link threads publish every tag
+     * at their first poll, which is also the newest value to retain */
     free_device_state(a);
     if (a->cfg != a->base)
         config_free(a->cfg);
@@ -796,7 +797,7 @@ static void loop(agent *a)
          * the socket option rarely changes. */
         size_t nfl = outbox_inflight(a->ob);
         unsigned batch = 1;
-        while (nfl >= 32 && batch * 2 <= nfl / 4)
+        while (a->pubacks && nfl >= 32 && batch * 2 <= nfl / 4)
             batch *= 2;
         mqtt_ack_batch(a->mq, batch);
         int timeout = mqtt_timeout(a->mq);
@@ -832,6 +833,7 @@ static void shutdown_agent(agent *a)
     if (mqtt_is_connected(a->mq)) {
         /* give what is queued a moment to go out, then say goodbye */
         int64_t end = mono_ms() + 2000;
+        mqtt_ack_batch(a->mq, 1);
         while (mono_ms() < end && mqtt_is_connected(a->mq)) {
             publish_pending(a);
             outbox_stats os;
@@ -889,6 +891,8 @@ int agent_run(const char *path)
         log_error("%s", err);
         goto out_all;
     }
+    /* Sparkplug data is QoS 0: "acked" when written, no PUBACK to batch */
+    a.pubacks = !a.sp && a.cfg->mqtt.qos >= 1;
     control_hooks hooks = { hook_status, hook_submit };
     if (*a.cfg->control.socket &&
         !(a.ctl = control_open(a.cfg->control.socket, &hooks, &a, err, sizeof err)))

@@ -355,6 +355,7 @@ static void drop_session(mqtt *m)
     }
     m->up = false;
     m->lost = false;
+    m->lowat = 1; /* no socket: no batching, the retry timer decides */
     if (was_up) {
         bool plain = strcmp(m->why, "connection lost") == 0;
         log_warn("mqtt: connection to %s lost%s%s", m->st.broker, plain ? "" : ": ",
