@@ -42,49 +42,13 @@ if [ $# -gt 0 ]; then ARCHS=("$@"); else read -r -a ARCHS <<<"${MBGATE_CROSS_ARC
 BUILD_ARCH=$(dpkg-architecture -qDEB_BUILD_ARCH)
 VERSION=$(sed -n 's/^VERSION[[:space:]]*[:?]*=[[:space:]]*\([^[:space:]]*\).*/\1/p' "$ROOT/Makefile" | head -n 1)
 WORK=$(mktemp -d /tmp/mbgate-cross-check.XXXXXX)
-PIDS=()
 BG=()    # builds and lintian: process group leaders (setsid)
-PASSED=0
-FAILED=0
-FAILS=()
 T0=$SECONDS
 declare -A AFAIL=() TIMES=() DEBS=() CHECKED=()
-
-say() { printf '%s\n' "$*"; }
-pass() { PASSED=$((PASSED + 1)); say "PASS: $1"; }
-fail() {
-    FAILED=$((FAILED + 1)); FAILS+=("$1"); say "FAIL: $1"
-    case $1 in *:*) AFAIL[${1%%:*}]=1 ;; esac
-    [ -z "${2:-}" ] || [ ! -s "$2" ] || sed 's/^/    | /' "$2" | tail -n 25
-}
-# check NAME CMD...: run CMD, record the outcome (its output shown on
-# failure). A NAME "ARCH: ..." counts against that architecture.
-check() {
-    local name=$1; shift
-    if "$@" >"$WORK/out" 2>&1; then pass "$name"; return 0; fi
-    fail "$name" "$WORK/out"; return 1
-}
-
-# Start a background process; remember its PID for the cleanup.
-spawn() {
-    local log=$1; shift
-    "$@" >"$log" 2>&1 </dev/null &
-    PIDS+=($!)
-    LAST_PID=$!
-}
-# stop_pid PID: SIGTERM, SIGKILL after 10 s; STOP_RC is its exit status.
-stop_pid() {
-    local pid=$1 _ p keep=()
-    STOP_RC=
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    STOP_RC=$?
-    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-    return 0
-}
+# shellcheck source=tests/packaging/lib.sh
+. "$ROOT/tests/packaging/lib.sh"
+# A check named "ARCH: ..." counts against that architecture.
+on_fail() { case $1 in *:*) AFAIL[${1%%:*}]=1 ;; esac; }
 
 cleanup() {
     local pid
@@ -125,15 +89,6 @@ finish() {
 trap finish EXIT
 trap 'say "interrupted"; FAILED=$((FAILED + 1)); FAILS+=(interrupted); finish' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# wait_for SECONDS CMD...: poll CMD every 0.2 s.
-wait_for() {
-    local end=$((SECONDS + $1)); shift
-    until "$@"; do [ "$SECONDS" -lt "$end" ] || return 1; sleep 0.2; done
-}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # ---------------------------------------------------------------------------
 say "== mbgate cross-built packages: ${ARCHS[*]} (build machine: $BUILD_ARCH)"

@@ -22,44 +22,10 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 ARCH=${MBGATE_DEB_ARCH:-$(dpkg-architecture -qDEB_HOST_ARCH)}
 MARKER=/var/tmp/mbgate-deb-test.installed
 WORK=
-PIDS=()
-PASSED=0
-FAILED=0
-FAILS=()
-
-say() { printf '%s\n' "$*"; }
-pass() { PASSED=$((PASSED + 1)); say "PASS: $1"; }
-fail() {
-    FAILED=$((FAILED + 1)); FAILS+=("$1"); say "FAIL: $1"
-    [ -z "${2:-}" ] || [ ! -s "$2" ] || sed 's/^/    | /' "$2" | tail -n 25
-}
-# check NAME CMD...: run CMD, record the outcome (output shown on failure).
-check() {
-    local name=$1; shift
-    if "$@" >"$WORK/out" 2>&1; then pass "$name"; return 0; fi
-    fail "$name" "$WORK/out"; return 1
-}
+# shellcheck source=tests/packaging/lib.sh
+. "$ROOT/tests/packaging/lib.sh"
 # must NAME CMD...: like check, but stop the test when it fails.
 must() { check "$@" || finish; }
-
-# Start a background process; remember its PID for the cleanup.
-spawn() {
-    local log=$1; shift
-    "$@" >"$log" 2>&1 </dev/null &
-    PIDS+=($!)
-    LAST_PID=$!
-}
-# stop_pid PID: SIGTERM, SIGKILL after 5 s; STOP_RC is its exit status.
-stop_pid() {
-    local pid=$1 _
-    STOP_RC=
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    STOP_RC=$?
-    return 0
-}
 
 cleanup() {
     local pid
@@ -90,15 +56,6 @@ finish() {
 trap finish EXIT
 trap 'say "interrupted"; FAILED=$((FAILED + 1)); FAILS+=(interrupted); finish' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-# wait_for SECONDS CMD...: poll CMD every 0.2 s.
-wait_for() {
-    local end=$((SECONDS + $1)); shift
-    until "$@"; do [ "$SECONDS" -lt "$end" ] || return 1; sleep 0.2; done
-}
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 stat_is() { [ "$(stat -c '%a %U %G' "$1" 2>&1)" = "$2" ] || { stat -c '%n: %a %U %G' "$1"; false; }; }
 file_has() { grep -q -- "$2" "$1" || { echo "$1 lacks: $2"; false; }; }
 absent() { [ ! -e "$1" ] || { ls -ld "$1"; false; }; }
