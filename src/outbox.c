@@ -351,48 +351,52 @@ void outbox_failed(outbox *ob, sample *s)
     fifo_push_front(s->hist && s->id ? &ob->back : &ob->live, s);
 }
 
+/* Remove the in-flight sample published as mid; NULL if none is. */
+static sample *take_inflight(outbox *ob, int mid)
+{
+    for (size_t i = 0; i < ob->nfl; i++)
+        if (ob->fl[i].mid == mid) {
+            sample *s = ob->fl[i].s;
+            ob->fl[i] = ob->fl[--ob->nfl];
+            return s;
+        }
+    return NULL;
+}
+
 void outbox_acked(outbox *ob, int mid)
 {
-    for (size_t i = 0; i < ob->nfl; i++) {
-        if (ob->fl[i].mid != mid)
-            continue;
-        sample *s = ob->fl[i].s;
-        ob->fl[i] = ob->fl[--ob->nfl];
-        ob->acked++;
-        if (s->id) {
-            if (ob->ndel == ob->capdel) {
-                size_t cap = ob->capdel ? ob->capdel * 2 : 1024;
-                int64_t *d = realloc(ob->del, cap * sizeof *d);
-                if (!d) {
-                    free(s); /* the row stays: delivered twice rather than lost */
-                    return;
-                }
-                ob->del = d;
-                ob->capdel = cap;
-            }
-            ob->del[ob->ndel++] = s->id;
-        } else {
-            ob->mem_n--;
-        }
-        free(s);
+    sample *s = take_inflight(ob, mid);
+    if (!s)
         return;
+    ob->acked++;
+    if (s->id) {
+        if (ob->ndel == ob->capdel) {
+            size_t cap = ob->capdel ? ob->capdel * 2 : 1024;
+            int64_t *d = realloc(ob->del, cap * sizeof *d);
+            if (!d) {
+                free(s); /* the row stays: delivered twice rather than lost */
+                return;
+            }
+            ob->del = d;
+            ob->capdel = cap;
+        }
+        ob->del[ob->ndel++] = s->id;
+    } else {
+        ob->mem_n--;
     }
+    free(s);
 }
 
 void outbox_refused(outbox *ob, int mid)
 {
-    for (size_t i = 0; i < ob->nfl; i++) {
-        if (ob->fl[i].mid != mid)
-            continue;
-        sample *s = ob->fl[i].s;
-        ob->fl[i] = ob->fl[--ob->nfl];
-        if (s->id) {
-            free(s);
-        } else {
-            s->hist = true; /* memory-held: it must not be lost either */
-            fifo_push(&ob->back, s);
-        }
+    sample *s = take_inflight(ob, mid);
+    if (!s)
         return;
+    if (s->id) {
+        free(s);
+    } else {
+        s->hist = true; /* memory-held: it must not be lost either */
+        fifo_push(&ob->back, s);
     }
 }
 
