@@ -583,6 +583,7 @@ def test_validation_errors_from_mqtt_and_nothing_written(
     R("plc1", "sp", {"v": 100, "ts": now_ms() - 60_000}, "stale")   # max_age_s 30
     R("plc1", "sp", {"v": 100, "ts": now_ms() + 60_000}, "stale")   # from the future
     R("plc1", "run", {"v": True, "ts": now_ms() - 3_600_000}, "stale")
+    R("plc1", "sp", {"v": 100, "ts": time.time() * 1000 - 60_000}, "stale")  # a real ts
 
     st = plc.stats()
     assert st["writes"] == {}, f"refused commands reached the PLC: {st['writes']}"
@@ -597,9 +598,11 @@ def test_validation_errors_from_mqtt_and_nothing_written(
     assert re.search(r"setpoint plc1/sp = .*1600.* \(id out_of_range-\w+\): rejected: "
                      r"out_of_range 1600 > max 1500", log), rig.agent.log_tail(40)
 
-    # a fresh, valid command still goes through
+    # a fresh, valid command still goes through, with an integer or a real ts
     rig.ok("plc1", "sp", 100, ts=now_ms())
     assert plc.get("holding", 200) == [100]
+    rig.ok("plc1", "sp", 101, ts=time.time() * 1000)
+    assert plc.get("holding", 200) == [101]
 
 
 def test_disabled(tmp_path, broker, make_collector, make_commander, make_agent, make_plc,
