@@ -293,22 +293,9 @@ smoke() {
     mq=$(free_port)
     sim=$(free_port)
     while [ "$sim" = "$mq" ]; do sim=$(free_port); done
-    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n' \
-        "$mq" >"$d/mosquitto.conf"
-    cat >"$d/mbgate.conf" <<EOF
-# tests/packaging/cross_check.sh: the $a agent, a private broker, mbgate sim
-gateway = { id = "xc-$a"; state_dir = "$d/state"; log_level = "info"; };
-mqtt = { host = "127.0.0.1"; port = $mq; topic_prefix = "xc/$a"; qos = 1; };
-status = { publish_interval_s = 5; };
-control = { socket = "$d/mbgate.sock"; };
-devices = (
-  { name = "plc1"; host = "127.0.0.1"; port = $sim; poll_ms = 100;
-    tags = (
-      { name = "cycles"; table = "holding"; address = 0; type = "uint32"; sim = "counter"; },
-      { name = "temp"; table = "holding"; address = 10; type = "float32"; min = 0.0; max = 100.0; }
-    ); }
-);
-EOF
+    broker_config "$mq" >"$d/mosquitto.conf"
+    smoke_config "tests/packaging/cross_check.sh: the $a agent, a private broker, mbgate sim" \
+        "xc-$a" "$d/state" "$mq" "$d/mbgate.sock" "$sim" >"$d/mbgate.conf"
     check "$a: mbgate check -c (the smoke test's config)" run_x "$a" check -c "$d/mbgate.conf" || return
     spawn "$d/mosquitto.log" mosquitto -c "$d/mosquitto.conf"
     broker=$LAST_PID
@@ -319,8 +306,8 @@ EOF
     spawn "$d/agent.log" "${XCMD[@]}" run -c "$d/mbgate.conf"
     agent=$LAST_PID
     if check "$a: agent started $how (control socket up)" wait_for 30 test -S "$d/mbgate.sock"; then
-        check "$a: data flow: 3 samples on xc/$a/plc1/cycles (mosquitto_sub -C 3 -W 20)" \
-            samples_arrive "$mq" "xc/$a/plc1/cycles"
+        check "$a: data flow: 3 samples on xc-$a/plc1/cycles (mosquitto_sub -C 3 -W 20)" \
+            samples_arrive "$mq" "xc-$a/plc1/cycles"
         check "$a: mbgate status --socket: OK" \
             wait_for 15 run_x "$a" status --socket "$d/mbgate.sock" &&
             check "$a: timestamps and counters plausible (samples, status --json)" \

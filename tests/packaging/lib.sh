@@ -54,3 +54,28 @@ wait_for() {
     until "$@"; do [ "$SECONDS" -lt "$end" ] || return 1; sleep 0.2; done
 }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# smoke_config COMMENT ID STATE_DIR MQTT_PORT SOCKET SIM_PORT: the smoke
+# tests' agent config on stdout (topic prefix = ID): a counter and a float
+# on one simulated PLC, polled every 100 ms, status every 5 s.
+smoke_config() {
+    cat <<CONF
+# $1
+gateway = { id = "$2"; state_dir = "$3"; log_level = "info"; };
+mqtt = { host = "127.0.0.1"; port = $4; topic_prefix = "$2"; qos = 1; };
+status = { publish_interval_s = 5; };
+control = { socket = "$5"; };
+devices = (
+  { name = "plc1"; host = "127.0.0.1"; port = $6; poll_ms = 100;
+    tags = (
+      { name = "cycles"; table = "holding"; address = 0; type = "uint32"; sim = "counter"; },
+      { name = "temp"; table = "holding"; address = 10; type = "float32"; min = 0.0; max = 100.0; }
+    ); }
+);
+CONF
+}
+
+# broker_config PORT: a private mosquitto on 127.0.0.1:PORT, on stdout.
+broker_config() {
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n' "$1"
+}

@@ -149,27 +149,10 @@ check "systemd-analyze security <= 2.0 (installed unit)" score_ok /lib/systemd/s
 MQTT_PORT=$(free_port)
 SIM_PORT=$(free_port)
 while [ "$SIM_PORT" = "$MQTT_PORT" ]; do SIM_PORT=$(free_port); done
-cat >"$WORK/mosquitto.conf" <<EOF
-listener $MQTT_PORT 127.0.0.1
-allow_anonymous true
-persistence false
-log_dest stderr
-EOF
+broker_config "$MQTT_PORT" >"$WORK/mosquitto.conf"
 # The modified conffile: the agent run as the service would (default path).
-cat >/etc/mbgate/mbgate.conf <<EOF
-# mbgate-deb-test: modified by tests/packaging/test_deb.sh
-gateway = { id = "debtest"; state_dir = "/var/lib/mbgate"; log_level = "info"; };
-mqtt = { host = "127.0.0.1"; port = $MQTT_PORT; topic_prefix = "debtest"; qos = 1; };
-status = { publish_interval_s = 5; };
-control = { socket = "/run/mbgate/mbgate.sock"; };
-devices = (
-  { name = "plc1"; host = "127.0.0.1"; port = $SIM_PORT; poll_ms = 100;
-    tags = (
-      { name = "cycles"; table = "holding"; address = 0; type = "uint32"; sim = "counter"; },
-      { name = "temp"; table = "holding"; address = 10; type = "float32"; min = 0.0; max = 100.0; }
-    ); }
-);
-EOF
+smoke_config "mbgate-deb-test: modified by tests/packaging/test_deb.sh" debtest /var/lib/mbgate \
+    "$MQTT_PORT" /run/mbgate/mbgate.sock "$SIM_PORT" >/etc/mbgate/mbgate.conf
 must "modified config is valid" /usr/bin/mbgate check
 
 start_broker() {
